@@ -1,0 +1,85 @@
+# goro — build, test and benchmark.
+#
+#   make test        install missing Debian packages, build, run every test
+#   make test-asan   C tests under AddressSanitizer + LeakSanitizer
+#   make test-tsan   C tests under ThreadSanitizer
+#   make test-aarch64  C tests of the aarch64 build under qemu-user
+#   make bench       benchmarks, side by side with Go
+#
+# Each variant builds into build/<variant>/: libgoro.a and one binary per
+# C test (spec/c/test_*.c, cmocka).
+
+CC       ?= gcc
+ARCH     ?= $(shell uname -m)
+V        ?= release
+
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+# initial-exec TLS: a goroutine migrates between threads, and the
+# general-dynamic model lets the compiler cache a TLS address across the
+# switch (see DESIGN.md, "Migrating native stacks safely").
+COMMON   := $(CSTD) $(WARN) -fPIC -ftls-model=initial-exec -g -pthread
+
+CFLAGS_release := -O2
+CFLAGS_asan    := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+CFLAGS_tsan    := -O1 -fno-omit-frame-pointer -fsanitize=thread
+CFLAGS_debug   := -O0
+
+B        := build/$(V)
+CFLAGS_V := $(COMMON) $(CFLAGS_$(V)) $(EXTRA_CFLAGS)
+LDFLAGS_V:= -pthread $(filter -fsanitize=%,$(CFLAGS_$(V)))
+
+RT_SRC   := $(wildcard cruntime/*.c)
+RT_ASM   := cruntime/ctx_$(ARCH).S
+RT_OBJ   := $(RT_SRC:cruntime/%.c=$(B)/rt/%.o) $(RT_ASM:cruntime/%.S=$(B)/rt/%.o)
+RT_HDR   := $(wildcard cruntime/*.h)
+LIB      := $(B)/libgoro.a
+
+CTEST_SRC := $(wildcard spec/c/test_*.c)
+CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(B)/%)
+CTEST_HDR := $(wildcard spec/c/*.h)
+
+.PHONY: all deps lib ctest test test-c test-asan test-tsan bench clean
+
+all: lib
+
+deps:
+	@sh .ci/deps
+
+lib: $(LIB)
+
+$(B)/rt/%.o: cruntime/%.c $(RT_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_V) -c $< -o $@
+
+$(B)/rt/%.o: cruntime/%.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_V) -c $< -o $@
+
+$(LIB): $(RT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/test_%: spec/c/test_%.c $(LIB) $(CTEST_HDR)
+	$(CC) $(CFLAGS_V) -Icruntime -Ispec/c $< $(LIB) -lcmocka $(LDFLAGS_V) -o $@
+
+ctest: $(CTEST_BIN)
+
+# Run every C test binary of variant $(V); stop at the first failure.
+test-c: ctest
+	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $(RUNNER) $$t; done
+
+test: deps
+	$(MAKE) test-c V=release
+	@echo "make test: all tests passed"
+
+test-asan: deps
+	$(MAKE) test-c V=asan RUNNER="env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
+
+test-tsan: deps
+	$(MAKE) test-c V=tsan RUNNER="env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
+
+clean:
+	rm -rf build
+
+-include mk/*.mk

@@ -1,0 +1,251 @@
+/*
+** goro.h — the public C API of goro's runtime.
+**
+** goro is Go's GMP scheduler in C: goroutines (here: C tasks, and later Lua
+** goroutines) run on M OS threads, each holding one of GOMAXPROCS Ps.
+** Everything here is safe to call from any thread: from a goroutine, from one
+** of the runtime's own threads, or from a "foreign" thread that the runtime
+** did not create (the program's main thread, any pthread).  A foreign thread
+** that blocks (on a channel, on goro_park) waits on a semaphore of its own
+** while the scheduler keeps running goroutines.
+*/
+#ifndef GORO_H
+#define GORO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Result codes.  Success is 0; every failure is negative. */
+#define GORO_OK          0
+#define GORO_ECLOSED    (-1)   /* send on closed channel, close of closed channel */
+#define GORO_EAGAIN     (-2)   /* a non-blocking operation would block */
+#define GORO_ENOMEM     (-3)   /* out of memory (or of mappings, for stacks) */
+#define GORO_ETIMEDOUT  (-4)   /* a bounded wait ran out */
+#define GORO_EINVAL     (-5)   /* bad argument */
+#define GORO_ESTATE     (-6)   /* runtime not initialised, or shutting down */
+#define GORO_EDEADLK    (-7)   /* the wait could never end */
+
+const char *goro_strerror(int code);
+
+
+/*
+** {======================================================
+** Runtime life cycle
+** =======================================================
+*/
+
+/* Tunables read once by goro_init.  Zero fields take the default. */
+typedef struct goro_config {
+  int nprocs;            /* Ps; default env GORO_MAXPROCS, else online CPUs */
+  int maxthreads;        /* cap on Ms; default env GORO_MAXTHREADS, else 10000 */
+  size_t stacksize;      /* usable bytes of a C task's stack; default 256 KiB */
+} goro_config;
+
+/* Start the runtime with `nprocs` Ps (0: default).  Returns GORO_OK, or
+** GORO_ESTATE when it is already running. */
+int goro_init(int nprocs);
+int goro_init_config(const goro_config *cfg);
+bool goro_running(void);
+
+/*
+** Stop the runtime: every M, sysmon, and every stack.  Goroutines that are
+** running are asked to stop (their preemption flag is set) and shutdown
+** waits for each to reach a scheduling point (a park, a yield, a preemption
+** point, or its end); runnable and parked goroutines are discarded without
+** running again.  Must be called from a foreign thread.
+*/
+void goro_shutdown(void);
+
+/* Number of Ps. */
+int goro_gomaxprocs(void);
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Goroutines
+** =======================================================
+*/
+
+typedef void (*goro_fn)(void *arg);
+
+/* Start fn(arg) as a new C task.  Returns its id (> 0; ids are never
+** reused), or a negative GORO_E* code. */
+int64_t goro_spawn(goro_fn fn, void *arg);
+
+/* Id of the calling goroutine; 0 on a thread that is not running one. */
+int64_t goro_id(void);
+
+/* Goroutines alive: spawned and not yet finished. */
+int64_t goro_numgoroutine(void);
+
+/* Let other goroutines run (Go's runtime.Gosched).  No-op off a goroutine. */
+void goro_yield(void);
+
+/* Yield only if sysmon has asked the calling goroutine to (it ran > 10 ms).
+** Cheap: one load.  Long-running C loops should call it now and then. */
+void goro_preempt_point(void);
+
+/*
+** Block until no goroutine is left (from a goroutine: none but the caller).
+** `timeout_ns` < 0 waits forever.  Returns GORO_OK or GORO_ETIMEDOUT.
+*/
+int goro_wait(int64_t timeout_ns);
+
+/*
+** Bracket a call that may block the thread (read(2), a lock, a long
+** computation).  While inside, the goroutine's P can be handed to another M
+** by sysmon so that other goroutines keep running.  Off a goroutine both are
+** no-ops.
+*/
+void goro_entersyscall(void);
+void goro_exitsyscall(void);
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Parking: the primitive under channels, timers and the poller
+** =======================================================
+*/
+
+/* A goroutine, or the waiter of a foreign thread.  Opaque. */
+typedef struct goro_g goro_g;
+
+/* The caller's goroutine; on a foreign thread, that thread's waiter. */
+goro_g *goro_self(void);
+
+/*
+** Called once the parking goroutine's state is saved, on the scheduler's
+** stack (or, for a foreign thread, on its own).  Typically releases the lock
+** that guards the structure in which `g` was published.  Returning false
+** cancels the park: the goroutine continues at once.
+*/
+typedef bool (*goro_unlockf)(goro_g *g, void *arg);
+
+/*
+** Park the caller until goro_ready(goro_self()) is called.  `unlock` may be
+** NULL.  `reason` is a static string shown in debug output ("chan receive").
+*/
+void goro_park(goro_unlockf unlock, void *arg, const char *reason);
+
+/*
+** Make a parked `g` runnable.  Callable from any thread.  From a goroutine
+** the readied one runs next on the caller's P (Go's runnext).  Readying a
+** goroutine that is not parked is a fatal error.
+*/
+void goro_ready(goro_g *g);
+
+/* Make `n` parked goroutines runnable at once, waking idle Ps for them (Go's
+** injectglist).  For pollers and timers that ready many in one go. */
+void goro_ready_batch(goro_g *const *gs, int n);
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Channels (Go's chan) and select
+** =======================================================
+*/
+
+typedef struct goro_chan goro_chan;
+
+/* A channel of elements of `elemsize` bytes (0 allowed) with room for `cap`
+** (0: unbuffered).  NULL when out of memory. */
+goro_chan *goro_chan_new(size_t elemsize, size_t cap);
+
+/* Free a channel.  Freeing one on which a goroutine waits is a fatal error. */
+void goro_chan_free(goro_chan *c);
+
+/* Block until `elem` is received or buffered.  GORO_OK, or GORO_ECLOSED
+** when the channel is (or becomes, while waiting) closed. */
+int goro_chan_send(goro_chan *c, const void *elem);
+
+/* Block until a value arrives; copy it into `elem` (may be NULL).  `*ok`
+** (may be NULL) is false when the channel was closed and drained, and then
+** `elem` is zeroed.  Returns GORO_OK. */
+int goro_chan_recv(goro_chan *c, void *elem, bool *ok);
+
+/* Non-blocking forms: GORO_EAGAIN when the operation would block. */
+int goro_chan_trysend(goro_chan *c, const void *elem);
+int goro_chan_tryrecv(goro_chan *c, void *elem, bool *ok);
+
+/* GORO_OK, or GORO_ECLOSED for a second close. */
+int goro_chan_close(goro_chan *c);
+
+size_t goro_chan_len(goro_chan *c);
+size_t goro_chan_cap(goro_chan *c);
+
+enum { GORO_SELECT_RECV = 1, GORO_SELECT_SEND = 2 };
+
+typedef struct goro_select_case {
+  goro_chan *c;       /* NULL: a disabled case (Go's nil channel) */
+  int dir;            /* GORO_SELECT_RECV or GORO_SELECT_SEND */
+  void *elem;         /* value to send, or where to receive (may be NULL) */
+  bool ok;            /* out, receive cases: false when closed and drained */
+} goro_select_case;
+
+/*
+** Wait until one of the `n` cases can proceed and perform it; among ready
+** cases one is chosen uniformly at random.  `*chosen` is set to its index.
+** With `block` false, returns GORO_EAGAIN (and *chosen = -1) when none is
+** ready (Go's default case).  Returns GORO_ECLOSED when the chosen case is a
+** send on a closed channel (Go panics there), GORO_EINVAL for bad cases,
+** GORO_EDEADLK for a blocking select with no enabled case from a foreign
+** thread (Go's select{} blocks forever).
+*/
+int goro_select(goro_select_case *cases, int n, bool block, int *chosen);
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Observability and hooks
+** =======================================================
+*/
+
+typedef struct goro_stats_t {
+  int64_t goroutines;    /* live goroutines */
+  int threads;           /* Ms created and not exited */
+  int idlethreads;       /* Ms parked without work */
+  int procs;             /* Ps */
+  int idleprocs;         /* Ps without an M */
+  int spinning;          /* Ms spinning for work */
+  int insyscall;         /* Ms inside entersyscall/exitsyscall */
+  int64_t runqueue;      /* length of the global run queue */
+  uint64_t switches;     /* goroutine switches (into a goroutine) */
+  uint64_t steals;       /* successful steals from another P */
+  uint64_t handoffs;     /* Ps retaken from syscalls by sysmon */
+  uint64_t preemptions;  /* preemption requests made by sysmon */
+  uint64_t spawned;      /* goroutines ever started */
+} goro_stats_t;
+
+void goro_stats(goro_stats_t *out);
+
+/*
+** Called by sysmon (on its own thread) after it marked goroutine `goid`,
+** running on OS thread `thread`, for preemption.  C tasks notice the mark at
+** goro_yield/goro_preempt_point by themselves; an embedder whose goroutines
+** cannot poll (a Lua VM) uses the hook to interrupt the thread, e.g. with a
+** signal.  The hook must not block.  NULL removes it.
+*/
+typedef void (*goro_preempt_hook)(pthread_t thread, int64_t goid, void *ud);
+void goro_set_preempt_hook(goro_preempt_hook hook, void *ud);
+
+/* }====================================================== */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

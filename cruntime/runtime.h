@@ -1,0 +1,260 @@
+/*
+** runtime.h — goro's internal structures: G, M, P, the scheduler, sudogs.
+**
+** The names follow Go's runtime (runtime2.go, proc.go) so that its
+** documentation reads across:
+**   G  a goroutine: a C task here (Lua goroutines later).  Also, with
+**      `foreign` set, the waiter of a thread that is not an M.
+**   M  an OS thread.  Runs the scheduler on its own (pthread) stack, "g0",
+**      and goroutines on theirs.
+**   P  a processor: the right to run goroutines, with a local run queue.
+**      There are exactly gomaxprocs of them.
+*/
+#ifndef GORO_RUNTIME_H
+#define GORO_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include "goro.h"
+#include "ctx.h"
+#include "lock.h"
+
+typedef struct goro_g G;
+typedef struct goro_m M;
+typedef struct goro_p P;
+typedef struct sudog sudog;
+
+#define GORO_CACHELINE 64
+
+/* Go's G states (runtime2.go).  Transitions happen by CAS on G.status. */
+enum {
+  G_IDLE,       /* just allocated, not yet initialised */
+  G_RUNNABLE,   /* on a run queue, not running */
+  G_RUNNING,    /* running on an M that holds a P */
+  G_SYSCALL,    /* running on an M inside entersyscall; no P needed */
+  G_WAITING,    /* parked; goro_ready makes it runnable */
+  G_DEAD        /* finished; on a free list */
+};
+
+/* P states. */
+enum {
+  P_IDLE,       /* on the idle list, no M */
+  P_RUNNING,    /* owned by an M running Gs or the scheduler */
+  P_SYSCALL,    /* its M is in a syscall; sysmon may retake it */
+  P_DEAD        /* runtime shut down */
+};
+
+/* What a G asked the scheduler to do when it switched to g0. */
+enum {
+  GO_NONE,
+  GO_PARK,          /* call waitunlockf, then leave it waiting */
+  GO_YIELD,         /* requeue it on the global queue (Gosched) */
+  GO_EXIT,          /* it finished: free it */
+  GO_EXITSYSCALL    /* it left a syscall and found no P */
+};
+
+/* A native stack: usable bytes [lo, lo + size), one guard page below lo. */
+typedef struct goro_stack {
+  char *lo;
+  size_t size;
+} goro_stack;
+
+struct goro_g {
+  goro_ctx ctx;               /* saved stack pointer while switched out */
+  goro_stack stack;           /* lo == NULL until it first runs */
+  _Atomic uint32_t status;
+  _Atomic bool preempt;       /* sysmon asks it to yield */
+  bool foreign;               /* the waiter of a non-M thread */
+  int64_t goid;
+  goro_fn fn;
+  void *arg;
+  G *schedlink;               /* global run queue, free lists, batches */
+  G *alllink;                 /* every G ever made (allgs) */
+  M *m;                       /* M running it, NULL when not running */
+
+  /* goro_park: run by g0 after the switch */
+  goro_unlockf waitunlockf;
+  void *waitlock;
+  const char *waitreason;
+
+  /* foreign waiter: parks on this instead of a run queue */
+  goro_sema sema;
+
+  /* channels and select (chan.c, select.c) */
+  void *param;                /* set by the waker before goro_ready */
+  _Atomic uint32_t selectdone;/* a select case already won */
+  sudog *waiting;             /* this G's sudogs, in lock order */
+
+  /* sanitizers: the fiber of this G, and ASan's fake-stack slot */
+  void *tsan_fiber;
+  _Atomic bool tsan_unlocking; /* see goro_fiber_unlock_as */
+  void *asan_fake_stack;
+};
+
+/* A G waiting on a channel (Go's sudog): one per channel per waiter. */
+struct sudog {
+  G *g;
+  sudog *next, *prev;         /* the channel's wait queue */
+  void *elem;                 /* value to send, or where to receive */
+  sudog *waitlink;            /* G.waiting, or the P's free cache */
+  goro_chan *c;
+  bool isselect;
+  bool success;               /* woken by a value (true) or by close (false) */
+  int caseidx;                /* select: index of its case */
+};
+
+enum { SUDOG_CACHE = 128 };
+
+#define RUNQ_SIZE 256
+enum { GFREE_LOCAL_MAX = 64, STACK_CACHE = 16 };
+
+struct goro_p {
+  /* Written by the owner, read by thieves: keep apart from the rest. */
+  _Atomic uint32_t runqhead;  /* advanced by owner and thieves (CAS) */
+  _Atomic uint32_t runqtail;  /* advanced by the owner only */
+  _Atomic(G *) runnext;       /* run next, before the ring (ping-pong) */
+  _Atomic(G *) runq[RUNQ_SIZE];
+
+  _Alignas(GORO_CACHELINE) int id;
+  _Atomic uint32_t status;
+  _Atomic uint32_t schedtick; /* +1 per schedule(); sysmon watches it */
+  _Atomic uint32_t syscalltick;/* +1 per syscall; sysmon watches it */
+  _Atomic int64_t ticktime;   /* when schedtick last moved (sysmon's view) */
+  M *m;                       /* owner, when not idle */
+  P *link;                    /* idle list */
+  int runnextstreak;          /* consecutive runs taken from runnext */
+
+  G *gfree;                   /* dead Gs for reuse */
+  int ngfree;
+  goro_stack stackcache[STACK_CACHE];
+  int nstack;
+  sudog *sudogcache;          /* free sudogs (linked by waitlink) */
+  int nsudog;
+
+  /* Counters: written by the owner only, read racily by goro_stats. */
+  _Atomic uint64_t nswitch;
+  _Atomic uint64_t nsteal;
+
+  /* sysmon's last observation */
+  uint32_t sysmontick, sysmonsyscalltick;
+  int64_t sysmonwhen, sysmonsyscallwhen;
+};
+
+struct goro_m {
+  goro_ctx g0ctx;             /* the scheduler's context on this thread */
+  G *curg;                    /* G running on this M, or NULL */
+  P *p;                       /* P held, NULL when idle or in a syscall */
+  P *nextp;                   /* P handed to it by startm */
+  P *oldp;                    /* P left behind at entersyscall */
+  int after;                  /* GO_* request of curg at its last switch */
+  bool spinning;              /* looking for work to steal */
+  bool exiting;               /* shutdown: leave the scheduler loop */
+  int64_t id;
+  goro_note park;             /* idle Ms sleep here */
+  M *schedlink;               /* idle list */
+  M *alllink;                 /* every M */
+  pthread_t thread;
+  uint64_t fastrand;          /* wyrand state */
+  stack_t altstack;           /* signal stack for the overflow handler */
+  void *g0_tsan_fiber;
+  const void *g0_asan_bottom;
+  size_t g0_asan_size;
+};
+
+/* The scheduler's global state (Go's schedt). */
+typedef struct sched_t {
+  goro_mutex lock;            /* guards everything below unless atomic */
+
+  M *midle;                   /* idle Ms */
+  int nmidle;
+  int mcount;                 /* Ms created and not exited */
+  int maxmcount;
+  int64_t mnext;              /* next M id */
+  M *allm;
+
+  P *pidle;                   /* idle Ps */
+  _Atomic int npidle;
+  _Atomic int nmspinning;
+  _Atomic int nmsyscall;      /* Ms inside entersyscall */
+
+  G *runqhead, *runqtail;     /* global run queue */
+  _Atomic int64_t runqsize;
+
+  goro_mutex gflock;          /* global free Gs */
+  G *gfree;
+  int ngfree;
+
+  goro_mutex allglock;
+  G *allgs;
+
+  P **allp;
+  int nprocs;
+  size_t stacksize;
+
+  _Atomic int64_t goidgen;
+  _Atomic int64_t ngoroutines;
+  _Atomic uint64_t nspawned;
+  _Atomic uint64_t nhandoff;
+  _Atomic uint64_t npreempt;
+  _Atomic uint64_t nswitch_dead; /* counters of Ps already gone */
+
+  _Atomic bool running;
+  _Atomic bool stopping;
+} sched_t;
+
+extern sched_t goro_sched;
+
+/* The calling thread's M, NULL off the runtime's threads.  Never inlined,
+** and re-read after every switch: a G may resume on another thread. */
+M *goro_getm(void);
+/* The calling G, or the thread's foreign waiter (created on first use). */
+G *goro_getg(void);
+
+/* Park/ready as used inside the runtime (goro_park/goro_ready's bodies). */
+void goro_gopark(goro_unlockf unlockf, void *lock, const char *reason);
+void goro_goready(G *gp);
+
+/* Random numbers: per M, or per foreign thread. */
+uint32_t goro_fastrand(void);
+uint32_t goro_fastrandn(uint32_t n);   /* uniform in [0, n) */
+
+/* Fatal runtime error: message to stderr, then abort(). */
+_Noreturn void goro_throw(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* stack.c */
+int goro_stack_alloc(P *pp, goro_stack *s);
+void goro_stack_free(P *pp, goro_stack *s);
+void goro_stack_flush(P *pp);          /* P's cache to the pool */
+void goro_stack_pool_drain(void);      /* unmap the pool (shutdown) */
+void goro_stack_unmap(goro_stack *s);  /* unmap s now (shutdown) */
+int goro_stack_signals_install(void);  /* SIGSEGV/SIGBUS overflow report */
+void goro_stack_signals_remove(void);
+int goro_stack_altstack_init(M *mp);   /* per-M alternate signal stack */
+void goro_stack_altstack_free(M *mp);
+
+/* fiber.c: the context switch with sanitizer annotations. */
+void goro_fiber_create(G *gp);
+void goro_fiber_destroy(G *gp);
+void goro_fiber_init_g0(M *mp);
+void goro_fiber_to_g(M *mp, G *gp);    /* g0 -> gp; returns when gp switches back */
+void goro_fiber_to_g0(M *mp, G *gp);   /* gp -> g0; returns when gp resumes */
+_Noreturn void goro_fiber_exit_to_g0(M *mp, G *gp); /* gp is dead */
+void goro_fiber_started(G *gp);        /* first thing a new G runs */
+void goro_fiber_clean_stack(goro_stack *s); /* before a new G uses s */
+bool goro_fiber_unlock_as(M *mp, G *gp, goro_unlockf f, void *lock);
+
+/* sysmon.c */
+int goro_sysmon_start(void);
+void goro_sysmon_stop(void);
+void goro_sysmon_wake(void);
+
+/* chan.c: sudog cache */
+sudog *goro_acquire_sudog(void);
+void goro_release_sudog(sudog *s);
+
+#endif

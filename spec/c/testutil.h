@@ -1,0 +1,70 @@
+/*
+** testutil.h — what every C test of goro shares (cmocka).
+**
+** Every test runs under a watchdog: if it has not finished within its bound
+** the process prints which test hung and exits with status 124, so a hang
+** fails CI fast instead of stalling it.  Sanitizer and qemu builds run
+** slower: GORO_TEST_SLOW=N multiplies every bound by N.
+*/
+#ifndef GORO_TESTUTIL_H
+#define GORO_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "goro.h"
+
+static const char *watchdog_name = "?";
+
+static void watchdog_fired(int sig) {
+  static const char msg[] = "watchdog: test did not finish in time: ";
+  (void)sig;
+  (void)!write(2, msg, sizeof msg - 1);
+  (void)!write(2, watchdog_name, strlen(watchdog_name));
+  (void)!write(2, "\n", 1);
+  _exit(124);
+}
+
+static inline int test_slowdown(void) {
+  const char *s = getenv("GORO_TEST_SLOW");
+  int n = s ? atoi(s) : 1;
+  return n > 0 ? n : 1;
+}
+
+/* Arm the watchdog for `seconds` (scaled by GORO_TEST_SLOW). */
+static inline void watchdog(const char *name, unsigned seconds) {
+  watchdog_name = name;
+  signal(SIGALRM, watchdog_fired);
+  alarm(seconds * (unsigned)test_slowdown());
+}
+
+static inline void watchdog_off(void) { alarm(0); }
+
+static inline int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Scale a workload down for slow builds: n / GORO_TEST_SLOW, at least 1. */
+static inline long scaled(long n) {
+  long r = n / test_slowdown();
+  return r > 0 ? r : 1;
+}
+
+/* Wait for every goroutine, failing the test if that takes > `seconds`. */
+static inline void wait_all(unsigned seconds) {
+  int rc = goro_wait((int64_t)seconds * test_slowdown() * 1000000000LL);
+  assert_int_equal(rc, GORO_OK);
+}
+
+#endif
