@@ -4,6 +4,7 @@
 #   make test-asan   C tests under AddressSanitizer + LeakSanitizer
 #   make test-tsan   C tests under ThreadSanitizer
 #   make test-aarch64  C tests of the aarch64 build under qemu-user
+#   make test-valgrind C tests under valgrind's memcheck
 #   make bench       benchmarks, side by side with Go
 #
 # Each variant builds into build/<variant>/: libgoro.a and one binary per
@@ -39,7 +40,7 @@ CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(B)/%)
 CTEST_HDR := $(wildcard spec/c/*.h)
 
-.PHONY: all deps lib ctest test test-c test-asan test-tsan bench clean
+.PHONY: all deps lib ctest test test-c test-asan test-tsan test-valgrind clean
 
 all: lib
 
@@ -78,6 +79,10 @@ test-asan: deps
 
 test-tsan: deps
 	$(MAKE) test-c V=tsan RUNNER="env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
+
+# valgrind runs threads one at a time: workloads are scaled down 50 times.
+test-valgrind: deps
+	$(MAKE) test-c V=debug RUNNER="env GORO_TEST_SLOW=50 valgrind -q --child-silent-after-fork=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect"
 
 clean:
 	rm -rf build

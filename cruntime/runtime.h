@@ -61,6 +61,7 @@ enum {
 typedef struct goro_stack {
   char *lo;
   size_t size;
+  unsigned vgid;              /* valgrind's id for it, when run under it */
 } goro_stack;
 
 struct goro_g {
@@ -227,11 +228,12 @@ _Noreturn void goro_throw(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
 /* stack.c */
-int goro_stack_alloc(P *pp, goro_stack *s);
+void goro_stack_init(void);            /* probe the kernel (goro_init) */
+int goro_stack_alloc(P *pp, goro_stack *s);   /* pp may be NULL */
 void goro_stack_free(P *pp, goro_stack *s);
 void goro_stack_flush(P *pp);          /* P's cache to the pool */
-void goro_stack_pool_drain(void);      /* unmap the pool (shutdown) */
-void goro_stack_unmap(goro_stack *s);  /* unmap s now (shutdown) */
+void goro_stack_forget(goro_stack *s); /* shutdown: drop without pooling */
+void goro_stack_release_all(void);     /* shutdown: unmap every stack */
 int goro_stack_signals_install(void);  /* SIGSEGV/SIGBUS overflow report */
 void goro_stack_signals_remove(void);
 int goro_stack_altstack_init(M *mp);   /* per-M alternate signal stack */

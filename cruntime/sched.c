@@ -987,6 +987,7 @@ int goro_init_config(const goro_config *cfg) {
     sched.allp[i] = pp;
     pidleput(pp);
   }
+  goro_stack_init();
   if (goro_stack_signals_install() != GORO_OK) goto nomem;
   atomic_store(&sched.running, true);
   if (goro_sysmon_start() != GORO_OK) {
@@ -1043,15 +1044,14 @@ void goro_shutdown(void) {
   /* Every thread is gone: free every G, stack and P. */
   for (G *gp = sched.allgs; gp; ) {
     G *next = gp->alllink;
-    goro_stack_unmap(&gp->stack);
+    goro_stack_forget(&gp->stack);
     goro_fiber_destroy(gp);
     free(gp);
     gp = next;
   }
   for (int i = 0; i < sched.nprocs; i++) {
     P *pp = sched.allp[i];
-    while (pp->nstack > 0)
-      goro_stack_unmap(&pp->stackcache[--pp->nstack]);
+    goro_stack_flush(pp);
     while (pp->sudogcache) {
       sudog *s = pp->sudogcache;
       pp->sudogcache = s->waitlink;
@@ -1061,7 +1061,7 @@ void goro_shutdown(void) {
   }
   free(sched.allp);
   sched.allp = NULL;
-  goro_stack_pool_drain();
+  goro_stack_release_all();
   goro_stack_signals_remove();
   pthread_cond_destroy(&waitcv);
   atomic_store(&sched.running, false);

@@ -1,17 +1,27 @@
 /*
 ** stack.c — native stacks for goroutines.
 **
-** A stack is an anonymous mapping with one PROT_NONE guard page below it.
+** A stack is part of an anonymous mapping, with one guard page below it.
 ** Memory is committed page by page as the goroutine touches it, so a 256 KiB
 ** stack of which a task uses 2 KiB costs one page of RSS.  Running off the
 ** end lands on the guard page; the SIGSEGV handler (on the M's alternate
 ** signal stack, since the goroutine's own is exhausted) reports it as
 ** "goroutine N: stack overflow" and aborts.
 **
-** mmap and munmap are system calls that also take the process's mm lock,
-** so stacks are recycled: each P keeps a small cache (no lock), spilling
-** half to a global pool under a mutex when full and refilling from it when
-** empty.  The pool is bounded; only past that bound is a stack unmapped.
+** Mapping a stack is expensive in the kernel: mmap and mprotect take the
+** process's mm lock for writing, which stalls every page fault of every
+** other thread, and a guard page made by mprotect splits the mapping, so a
+** million stacks would need two million mappings (vm.max_map_count is
+** 65530 by default).  So stacks are made 32 at a time in one mapping, and
+** where the kernel has guard regions (MADV_GUARD_INSTALL, Linux 6.13) the
+** guard pages are page-table markers that split nothing and need the lock
+** only for reading.  Older kernels get mprotect'ed guards.
+**
+** Stacks are never unmapped while the runtime runs.  Each P keeps a small
+** cache (no lock), spilling half to a global pool under a mutex when full
+** and refilling from it when empty.  Past POOL_KEEP stacks, a stack put in
+** the pool has its pages given back (MADV_DONTNEED), so that a burst of a
+** million goroutines does not pin a million pages once it is over.
 */
 #include "scheduler.h"
 
@@ -22,12 +32,39 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-enum { STACK_POOL_MAX = 1024 };
+/* Under valgrind, register each stack so that memcheck knows a switch onto
+** it is a stack switch and not a wild change of the stack pointer.  The
+** client requests are a few no-op instructions outside valgrind. */
+#if defined(__has_include)
+# if __has_include(<valgrind/valgrind.h>)
+#  include <valgrind/valgrind.h>
+#  define GORO_VALGRIND 1
+# endif
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+# define MADV_GUARD_INSTALL 102
+#endif
+
+enum {
+  STACK_CHUNK = 32,      /* stacks per mapping */
+  POOL_KEEP = 1024,      /* pooled stacks that keep their pages */
+};
+
+/* One mapping of STACK_CHUNK stacks, kept for unmapping at shutdown. */
+typedef struct chunk {
+  struct chunk *next;
+  char *base;
+  size_t len;
+} chunk;
 
 static struct {
   goro_mutex lock;
-  goro_stack s[STACK_POOL_MAX];
-  int n;
+  goro_stack *s;         /* the pool: a LIFO array */
+  int n, cap;
+  int total;             /* stacks mapped, pooled or not */
+  chunk *chunks;
+  bool guard_regions;    /* MADV_GUARD_INSTALL works here */
 } pool;
 
 static size_t pagesize(void) {
@@ -37,97 +74,164 @@ static size_t pagesize(void) {
   return ps;
 }
 
-static int stack_map(goro_stack *s) {
-  size_t guard = pagesize();
-  size_t size = goro_sched.stacksize;
-  char *base = mmap(NULL, guard + size, PROT_READ | PROT_WRITE,
+/*
+** Does MADV_GUARD_INSTALL really make a guard here?  An old kernel says
+** EINVAL; qemu-user says success and ignores it.  A write(2) from a guard
+** page fails with EFAULT, from an ordinary page it succeeds.
+*/
+static bool probe_guard_regions(void) {
+  size_t ps = pagesize();
+  char *p = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  bool ok = false;
+  int fds[2];
+  if (madvise(p, ps, MADV_GUARD_INSTALL) == 0 && pipe(fds) == 0) {
+    ok = write(fds[1], p, 1) < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+  }
+  munmap(p, ps);
+  return ok;
+}
+
+void goro_stack_init(void) {
+  pool.guard_regions = probe_guard_regions();
+}
+
+/* Map a chunk of stacks and put them in the pool.  pool.lock held. */
+static int map_chunk(void) {
+  size_t guard = pagesize(), size = goro_sched.stacksize;
+  size_t slot = guard + size, len = slot * STACK_CHUNK;
+  /* Room for every stack there is, so that pool_put never has to grow. */
+  if (pool.total + STACK_CHUNK > pool.cap) {
+    int cap = pool.cap ? pool.cap * 2 : 256;
+    goro_stack *s = realloc(pool.s, (size_t)cap * sizeof *s);
+    if (!s) return GORO_ENOMEM;
+    pool.s = s;
+    pool.cap = cap;
+  }
+  chunk *c = malloc(sizeof *c);
+  if (!c) return GORO_ENOMEM;
+  char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
                     -1, 0);
-  if (base == MAP_FAILED)
-    return GORO_ENOMEM;
-  if (mprotect(base, guard, PROT_NONE) != 0) {
-    munmap(base, guard + size);
+  if (base == MAP_FAILED) {
+    free(c);
     return GORO_ENOMEM;
   }
-  s->lo = base + guard;
-  s->size = size;
+  for (int i = 0; i < STACK_CHUNK; i++) {
+    char *g = base + (size_t)i * slot;
+    int rc = pool.guard_regions ? madvise(g, guard, MADV_GUARD_INSTALL)
+                                : mprotect(g, guard, PROT_NONE);
+    if (rc != 0) {
+      munmap(base, len);
+      free(c);
+      return GORO_ENOMEM;
+    }
+  }
+  c->base = base;
+  c->len = len;
+  pool.total += STACK_CHUNK;
+  c->next = pool.chunks;
+  pool.chunks = c;
+  /* Push in reverse so the lowest stack is handed out first. */
+  for (int i = STACK_CHUNK - 1; i >= 0; i--) {
+    goro_stack *st = &pool.s[pool.n++];
+    st->lo = base + (size_t)i * slot + guard;
+    st->size = size;
+#ifdef GORO_VALGRIND
+    st->vgid = VALGRIND_STACK_REGISTER(st->lo, st->lo + size);
+#endif
+  }
   return GORO_OK;
 }
 
-static void stack_unmap(goro_stack *s) {
-  size_t guard = pagesize();
-  munmap(s->lo - guard, s->size + guard);
-  s->lo = NULL;
-  s->size = 0;
+/* Take up to `want` stacks from the pool (mapping a chunk if it is empty). */
+static int pool_get(goro_stack *out, int want) {
+  int got = 0;
+  goro_mutex_lock(&pool.lock);
+  if (pool.n == 0 && map_chunk() != GORO_OK) {
+    goro_mutex_unlock(&pool.lock);
+    return 0;
+  }
+  while (got < want && pool.n > 0)
+    out[got++] = pool.s[--pool.n];
+  goro_mutex_unlock(&pool.lock);
+  return got;
+}
+
+static void pool_put(goro_stack *s, int n) {
+  goro_mutex_lock(&pool.lock);
+  for (int i = 0; i < n; i++) {
+    if (pool.n == pool.cap)
+      goro_throw("stack pool overflow");   /* cap >= total: cannot be */
+    if (pool.n >= POOL_KEEP)
+      madvise(s[i].lo, s[i].size, MADV_DONTNEED);
+    pool.s[pool.n++] = s[i];
+  }
+  goro_mutex_unlock(&pool.lock);
 }
 
 int goro_stack_alloc(P *pp, goro_stack *s) {
-  if (pp && pp->nstack == 0) {
-    /* Refill half the cache from the pool in one lock round. */
-    goro_mutex_lock(&pool.lock);
-    while (pool.n > 0 && pp->nstack < STACK_CACHE / 2)
-      pp->stackcache[pp->nstack++] = pool.s[--pool.n];
-    goro_mutex_unlock(&pool.lock);
-  }
-  if (pp && pp->nstack > 0) {
-    *s = pp->stackcache[--pp->nstack];
-    return GORO_OK;
-  }
-  if (!pp) {
-    goro_mutex_lock(&pool.lock);
-    if (pool.n > 0) {
-      *s = pool.s[--pool.n];
-      goro_mutex_unlock(&pool.lock);
-      return GORO_OK;
-    }
-    goro_mutex_unlock(&pool.lock);
-  }
-  return stack_map(s);
-}
-
-/* Give s to the pool, or unmap it when the pool is full. */
-static void pool_put(goro_stack *s) {
-  goro_mutex_lock(&pool.lock);
-  if (pool.n < STACK_POOL_MAX) {
-    pool.s[pool.n++] = *s;
-    s = NULL;
-  }
-  goro_mutex_unlock(&pool.lock);
-  if (s)
-    stack_unmap(s);
+  if (pp == NULL)
+    return pool_get(s, 1) == 1 ? GORO_OK : GORO_ENOMEM;
+  if (pp->nstack == 0)
+    pp->nstack = pool_get(pp->stackcache, STACK_CACHE / 2);
+  if (pp->nstack == 0)
+    return GORO_ENOMEM;
+  *s = pp->stackcache[--pp->nstack];
+  return GORO_OK;
 }
 
 void goro_stack_free(P *pp, goro_stack *s) {
   if (s->lo == NULL)
     return;
-  if (pp) {
+  if (pp == NULL) {
+    pool_put(s, 1);
+  } else {
     if (pp->nstack == STACK_CACHE) {
-      while (pp->nstack > STACK_CACHE / 2)
-        pool_put(&pp->stackcache[--pp->nstack]);
+      pool_put(&pp->stackcache[STACK_CACHE / 2], STACK_CACHE / 2);
+      pp->nstack = STACK_CACHE / 2;
     }
     pp->stackcache[pp->nstack++] = *s;
-  } else {
-    pool_put(s);
   }
   s->lo = NULL;
   s->size = 0;
 }
 
 void goro_stack_flush(P *pp) {
-  while (pp->nstack > 0)
-    pool_put(&pp->stackcache[--pp->nstack]);
+  pool_put(pp->stackcache, pp->nstack);
+  pp->nstack = 0;
 }
 
-void goro_stack_pool_drain(void) {
+/* Shutdown: every stack, wherever it is, lies in some chunk. */
+void goro_stack_release_all(void) {
   goro_mutex_lock(&pool.lock);
-  while (pool.n > 0)
-    stack_unmap(&pool.s[--pool.n]);
+#ifdef GORO_VALGRIND
+  /* Stacks held by Gs were deregistered by the caller. */
+  for (int i = 0; i < pool.n; i++)
+    VALGRIND_STACK_DEREGISTER(pool.s[i].vgid);
+#endif
+  while (pool.chunks) {
+    chunk *c = pool.chunks;
+    pool.chunks = c->next;
+    munmap(c->base, c->len);
+    free(c);
+  }
+  free(pool.s);
+  pool.s = NULL;
+  pool.n = pool.cap = pool.total = 0;
   goro_mutex_unlock(&pool.lock);
 }
 
-void goro_stack_unmap(goro_stack *s) {
+void goro_stack_forget(goro_stack *s) {
+#ifdef GORO_VALGRIND
   if (s->lo)
-    stack_unmap(s);
+    VALGRIND_STACK_DEREGISTER(s->vgid);
+#endif
+  s->lo = NULL;
+  s->size = 0;
 }
 
 

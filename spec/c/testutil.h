@@ -11,6 +11,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +49,20 @@ static inline void watchdog(const char *name, unsigned seconds) {
 }
 
 static inline void watchdog_off(void) { alarm(0); }
+
+/* valgrind serialises threads: parallelism cannot be observed there. */
+#if defined(__has_include)
+# if __has_include(<valgrind/valgrind.h>)
+#  include <valgrind/valgrind.h>
+# endif
+#endif
+static inline bool under_valgrind(void) {
+#ifdef RUNNING_ON_VALGRIND
+  return RUNNING_ON_VALGRIND;
+#else
+  return false;
+#endif
+}
 
 static inline int64_t now_ns(void) {
   struct timespec ts;
