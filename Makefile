@@ -62,7 +62,7 @@ $(LIB): $(RT_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/test_%: spec/c/test_%.c $(LIB) $(CTEST_HDR)
-	$(CC) $(CFLAGS_V) -Icruntime -Ispec/c $< $(LIB) -lcmocka $(LDFLAGS_V) -o $@
+	$(CC) $(CFLAGS_V) -Icruntime -Ispec/c $< $(LIB) -lcmocka -lm $(LDFLAGS_V) -o $@
 
 ctest: $(CTEST_BIN)
 
@@ -75,10 +75,10 @@ test: deps
 	@echo "make test: all tests passed"
 
 test-asan: deps
-	$(MAKE) test-c V=asan RUNNER="env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
+	$(MAKE) test-c V=asan RUNNER="env GORO_TEST_SLOW=4 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
 
 test-tsan: deps
-	$(MAKE) test-c V=tsan RUNNER="env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
+	$(MAKE) test-c V=tsan RUNNER="env GORO_TEST_SLOW=10 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
 
 # valgrind runs threads one at a time: workloads are scaled down 50 times.
 test-valgrind: deps

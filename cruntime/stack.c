@@ -19,9 +19,12 @@
 **
 ** Stacks are never unmapped while the runtime runs.  Each P keeps a small
 ** cache (no lock), spilling half to a global pool under a mutex when full
-** and refilling from it when empty.  Past POOL_KEEP stacks, a stack put in
-** the pool has its pages given back (MADV_DONTNEED), so that a burst of a
-** million goroutines does not pin a million pages once it is over.
+** and refilling from it when empty.  The pool holds warm stacks, whose
+** touched pages are still there, and released ones.  Past POOL_KEEP warm
+** stacks, sysmon gives the pages of the surplus back to the kernel
+** (MADV_DONTNEED: a TLB flush each, so not on a goroutine's path), a batch
+** per tick, so that a burst of a million goroutines does not pin a million
+** pages once it is over.  Allocation takes warm stacks first.
 */
 #include "scheduler.h"
 
@@ -48,7 +51,8 @@
 
 enum {
   STACK_CHUNK = 32,      /* stacks per mapping */
-  POOL_KEEP = 1024,      /* pooled stacks that keep their pages */
+  POOL_KEEP = 1024,      /* warm stacks the pool keeps */
+  SCAVENGE_BATCH = 256,  /* stacks released per sysmon tick */
 };
 
 /* One mapping of STACK_CHUNK stacks, kept for unmapping at shutdown. */
@@ -58,14 +62,28 @@ typedef struct chunk {
   size_t len;
 } chunk;
 
+/* A LIFO array of stacks, sized for every stack there is. */
+typedef struct stacklist {
+  goro_stack *s;
+  int n;
+} stacklist;
+
 static struct {
   goro_mutex lock;
-  goro_stack *s;         /* the pool: a LIFO array */
-  int n, cap;
+  stacklist warm;        /* pages still committed: reuse these first */
+  stacklist released;    /* pages given back */
+  int cap;               /* room in each list */
   int total;             /* stacks mapped, pooled or not */
   chunk *chunks;
   bool guard_regions;    /* MADV_GUARD_INSTALL works here */
 } pool;
+
+static bool grow(stacklist *l, int cap) {
+  goro_stack *s = realloc(l->s, (size_t)cap * sizeof *s);
+  if (!s) return false;
+  l->s = s;
+  return true;
+}
 
 static size_t pagesize(void) {
   static size_t ps;
@@ -106,9 +124,8 @@ static int map_chunk(void) {
   /* Room for every stack there is, so that pool_put never has to grow. */
   if (pool.total + STACK_CHUNK > pool.cap) {
     int cap = pool.cap ? pool.cap * 2 : 256;
-    goro_stack *s = realloc(pool.s, (size_t)cap * sizeof *s);
-    if (!s) return GORO_ENOMEM;
-    pool.s = s;
+    if (!grow(&pool.warm, cap) || !grow(&pool.released, cap))
+      return GORO_ENOMEM;
     pool.cap = cap;
   }
   chunk *c = malloc(sizeof *c);
@@ -137,7 +154,7 @@ static int map_chunk(void) {
   pool.chunks = c;
   /* Push in reverse so the lowest stack is handed out first. */
   for (int i = STACK_CHUNK - 1; i >= 0; i--) {
-    goro_stack *st = &pool.s[pool.n++];
+    goro_stack *st = &pool.released.s[pool.released.n++];
     st->lo = base + (size_t)i * slot + guard;
     st->size = size;
 #ifdef GORO_VALGRIND
@@ -147,30 +164,53 @@ static int map_chunk(void) {
   return GORO_OK;
 }
 
-/* Take up to `want` stacks from the pool (mapping a chunk if it is empty). */
+/* Take up to `want` stacks from the pool, warm ones first, mapping a chunk
+** if it is empty. */
 static int pool_get(goro_stack *out, int want) {
   int got = 0;
   goro_mutex_lock(&pool.lock);
-  if (pool.n == 0 && map_chunk() != GORO_OK) {
+  if (pool.warm.n + pool.released.n == 0 && map_chunk() != GORO_OK) {
     goro_mutex_unlock(&pool.lock);
     return 0;
   }
-  while (got < want && pool.n > 0)
-    out[got++] = pool.s[--pool.n];
+  while (got < want && pool.warm.n > 0)
+    out[got++] = pool.warm.s[--pool.warm.n];
+  while (got < want && pool.released.n > 0)
+    out[got++] = pool.released.s[--pool.released.n];
   goro_mutex_unlock(&pool.lock);
   return got;
 }
 
 static void pool_put(goro_stack *s, int n) {
   goro_mutex_lock(&pool.lock);
-  for (int i = 0; i < n; i++) {
-    if (pool.n == pool.cap)
-      goro_throw("stack pool overflow");   /* cap >= total: cannot be */
-    if (pool.n >= POOL_KEEP)
-      madvise(s[i].lo, s[i].size, MADV_DONTNEED);
-    pool.s[pool.n++] = s[i];
-  }
+  if (pool.warm.n + n > pool.cap)
+    goro_throw("stack pool overflow");   /* cap >= total: cannot be */
+  for (int i = 0; i < n; i++)
+    pool.warm.s[pool.warm.n++] = s[i];
   goro_mutex_unlock(&pool.lock);
+}
+
+/*
+** Sysmon: give back the pages of up to SCAVENGE_BATCH warm stacks beyond
+** POOL_KEEP.  They leave the pool while their pages go, so that no P can
+** take one meanwhile.  Returns how many; 0 when there is no surplus.
+*/
+int goro_stack_scavenge(void) {
+  goro_stack batch[SCAVENGE_BATCH];
+  int n = 0;
+  goro_mutex_lock(&pool.lock);
+  while (n < SCAVENGE_BATCH && pool.warm.n > POOL_KEEP)
+    batch[n++] = pool.warm.s[--pool.warm.n];
+  goro_mutex_unlock(&pool.lock);
+  if (n == 0)
+    return 0;
+  for (int i = 0; i < n; i++)
+    madvise(batch[i].lo, batch[i].size, MADV_DONTNEED);
+  goro_mutex_lock(&pool.lock);
+  for (int i = 0; i < n; i++)
+    pool.released.s[pool.released.n++] = batch[i];
+  goro_mutex_unlock(&pool.lock);
+  return n;
 }
 
 int goro_stack_alloc(P *pp, goro_stack *s) {
@@ -210,8 +250,10 @@ void goro_stack_release_all(void) {
   goro_mutex_lock(&pool.lock);
 #ifdef GORO_VALGRIND
   /* Stacks held by Gs were deregistered by the caller. */
-  for (int i = 0; i < pool.n; i++)
-    VALGRIND_STACK_DEREGISTER(pool.s[i].vgid);
+  for (int i = 0; i < pool.warm.n; i++)
+    VALGRIND_STACK_DEREGISTER(pool.warm.s[i].vgid);
+  for (int i = 0; i < pool.released.n; i++)
+    VALGRIND_STACK_DEREGISTER(pool.released.s[i].vgid);
 #endif
   while (pool.chunks) {
     chunk *c = pool.chunks;
@@ -219,9 +261,10 @@ void goro_stack_release_all(void) {
     munmap(c->base, c->len);
     free(c);
   }
-  free(pool.s);
-  pool.s = NULL;
-  pool.n = pool.cap = pool.total = 0;
+  free(pool.warm.s);
+  free(pool.released.s);
+  pool.warm = pool.released = (stacklist){ NULL, 0 };
+  pool.cap = pool.total = 0;
   goro_mutex_unlock(&pool.lock);
 }
 

@@ -13,8 +13,10 @@
 **            embedder's hook is told, so it can interrupt code that does not
 **            poll (a Lua VM, by a signal).
 **
-** When every P is idle and no M is in a syscall there is nothing to watch,
-** and sysmon sleeps until startm or entersyscall wakes it.
+** It also gives back the pages of surplus pooled stacks (stack.c), a batch
+** per tick.  When every P is idle and no M is in a syscall there is nothing
+** to watch: sysmon finishes that and sleeps until startm or entersyscall
+** wakes it.
 */
 #include "scheduler.h"
 
@@ -131,6 +133,7 @@ static void *sysmon(void *arg) {
       /* Deep sleep until a P gets busy or an M enters a syscall.  The
       ** flag is set under the lock, then the condition re-checked, so a
       ** waker that made it false either sees the flag or we see it. */
+      while (goro_stack_scavenge() > 0 && !atomic_load(&sysmon_stop)) {}
       goro_mutex_lock(&sysmon_lock);
       atomic_store(&goro_sysmon_idle, true);
       goro_mutex_unlock(&sysmon_lock);
@@ -144,6 +147,8 @@ static void *sysmon(void *arg) {
     if (sleep_ns > 0)
       goro_note_sleep_ns(&sysmon_note, sleep_ns);
     int64_t now = goro_nanotime();
+    if (goro_stack_scavenge() > 0)
+      quiet = 0;
     if (retake(now) > 0) {
       quiet = 0;
       delay_us = SYSMON_MIN_US;
