@@ -1,0 +1,49 @@
+/*
+** chan.h — the channel structure, shared by chan.c and select.c.
+*/
+#ifndef GORO_CHAN_H
+#define GORO_CHAN_H
+
+#include "runtime.h"
+
+/* A FIFO of waiting sudogs (Go's waitq). */
+typedef struct waitq {
+  sudog *first, *last;
+} waitq;
+
+struct goro_chan {
+  goro_mutex lock;       /* guards every field below */
+  size_t qcount;         /* elements in buf */
+  size_t dataqsiz;       /* capacity of buf */
+  size_t elemsize;
+  size_t sendx, recvx;   /* ring indices into buf */
+  bool closed;
+  waitq recvq;           /* blocked receivers */
+  waitq sendq;           /* blocked senders */
+  char *buf;             /* dataqsiz * elemsize bytes, after the struct */
+};
+
+void waitq_enqueue(waitq *q, sudog *sg);
+sudog *waitq_dequeue(waitq *q);
+void waitq_remove(waitq *q, sudog *sg);
+
+/* With c->lock held: hand a value to, or take one from, a waiting sudog,
+** unlock c, and ready the waiter.  Return with c unlocked. */
+void chan_send_to(goro_chan *c, sudog *sg, const void *ep);
+void chan_recv_from(goro_chan *c, sudog *sg, void *ep);
+
+static inline char *chanbuf(goro_chan *c, size_t i) {
+  return c->buf + i * c->elemsize;
+}
+
+static inline void elemcopy(goro_chan *c, void *dst, const void *src) {
+  if (dst && c->elemsize)
+    memcpy(dst, src, c->elemsize);
+}
+
+static inline void elemclear(goro_chan *c, void *dst) {
+  if (dst && c->elemsize)
+    memset(dst, 0, c->elemsize);
+}
+
+#endif

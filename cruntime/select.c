@@ -1,0 +1,271 @@
+/*
+** select.c — select over channels, as Go's runtime/select.go (selectgo).
+**
+**   1. Shuffle the enabled cases into a random poll order (fairness), and
+**      sort them by channel address into a lock order (no deadlock between
+**      two selects that share channels; a channel listed twice is locked
+**      once).
+**   2. Lock every channel and poll the cases in poll order; the first that
+**      can proceed is done and wins.
+**   3. Otherwise enqueue one sudog per case, each on its channel, and park;
+**      the unlock callback releases all the channels.
+**   4. The waker that won (by a CAS on G.selectdone, in waitq_dequeue) has
+**      done the operation and left its sudog in G.param.  Relock, take the
+**      losing sudogs off their queues, unlock.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "chan.h"
+
+enum { SELECT_STACK_CASES = 64 };
+
+static void sellock(goro_select_case *cases, const uint16_t *lockorder, int n) {
+  goro_chan *prev = NULL;
+  for (int i = 0; i < n; i++) {
+    goro_chan *c = cases[lockorder[i]].c;
+    if (c != prev)
+      goro_mutex_lock(&c->lock);
+    prev = c;
+  }
+}
+
+/* Unlock in reverse order.  Once the last lock is released the select's G
+** may be readied and run elsewhere, so nothing of it may be touched after
+** the loop: `cases` lives on that G's stack. */
+static void selunlock(goro_select_case *cases, const uint16_t *lockorder, int n) {
+  for (int i = n - 1; i >= 0; i--) {
+    goro_chan *c = cases[lockorder[i]].c;
+    if (i > 0 && c == cases[lockorder[i - 1]].c)
+      continue;   /* a duplicate: unlock on the last occurrence */
+    goro_mutex_unlock(&c->lock);
+  }
+}
+
+typedef struct selpark {
+  goro_select_case *cases;
+  const uint16_t *lockorder;
+  int n;
+} selpark;
+
+static bool selparkcommit(goro_g *g, void *arg) {
+  (void)g;
+  selpark *sp = arg;
+  selunlock(sp->cases, sp->lockorder, sp->n);
+  return true;
+}
+
+/* Heap sort of lockorder by channel address: no allocation, O(n log n),
+** and n is small (Go does the same). */
+static void sortbyaddr(goro_select_case *cases, uint16_t *a, int n) {
+#define ADDR(i) ((uintptr_t)cases[a[i]].c)
+  for (int start = n / 2 - 1; start >= 0; start--) {
+    for (int root = start;;) {
+      int child = 2 * root + 1;
+      if (child >= n) break;
+      if (child + 1 < n && ADDR(child) < ADDR(child + 1)) child++;
+      if (ADDR(root) >= ADDR(child)) break;
+      uint16_t t = a[root]; a[root] = a[child]; a[child] = t;
+      root = child;
+    }
+  }
+  for (int end = n - 1; end > 0; end--) {
+    uint16_t t = a[0]; a[0] = a[end]; a[end] = t;
+    for (int root = 0;;) {
+      int child = 2 * root + 1;
+      if (child >= end) break;
+      if (child + 1 < end && ADDR(child) < ADDR(child + 1)) child++;
+      if (ADDR(root) >= ADDR(child)) break;
+      t = a[root]; a[root] = a[child]; a[child] = t;
+      root = child;
+    }
+  }
+#undef ADDR
+}
+
+/* Case i proceeds now if it can; channels locked, all unlocked on return
+** when it did.  Returns -1 if it cannot, else a GORO_* code. */
+static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
+                   int nlock) {
+  goro_select_case *cas = &cases[i];
+  goro_chan *c = cas->c;
+  sudog *sg;
+  if (cas->dir == GORO_SELECT_RECV) {
+    if ((sg = waitq_dequeue(&c->sendq)) != NULL) {
+      /* chan_recv_from unlocks c itself: release the others first. */
+      cas->ok = true;
+      for (int k = nlock - 1; k >= 0; k--) {
+        goro_chan *o = cases[lockorder[k]].c;
+        if (o == c || (k > 0 && o == cases[lockorder[k - 1]].c)) continue;
+        goro_mutex_unlock(&o->lock);
+      }
+      chan_recv_from(c, sg, cas->elem);
+      return GORO_OK;
+    }
+    if (c->qcount > 0) {
+      elemcopy(c, cas->elem, chanbuf(c, c->recvx));
+      if (++c->recvx == c->dataqsiz) c->recvx = 0;
+      c->qcount--;
+      cas->ok = true;
+      selunlock(cases, lockorder, nlock);
+      return GORO_OK;
+    }
+    if (c->closed) {
+      elemclear(c, cas->elem);
+      cas->ok = false;
+      selunlock(cases, lockorder, nlock);
+      return GORO_OK;
+    }
+  } else {
+    if (c->closed) {
+      selunlock(cases, lockorder, nlock);
+      return GORO_ECLOSED;
+    }
+    if ((sg = waitq_dequeue(&c->recvq)) != NULL) {
+      for (int k = nlock - 1; k >= 0; k--) {
+        goro_chan *o = cases[lockorder[k]].c;
+        if (o == c || (k > 0 && o == cases[lockorder[k - 1]].c)) continue;
+        goro_mutex_unlock(&o->lock);
+      }
+      chan_send_to(c, sg, cas->elem);
+      return GORO_OK;
+    }
+    if (c->qcount < c->dataqsiz) {
+      elemcopy(c, chanbuf(c, c->sendx), cas->elem);
+      if (++c->sendx == c->dataqsiz) c->sendx = 0;
+      c->qcount++;
+      selunlock(cases, lockorder, nlock);
+      return GORO_OK;
+    }
+  }
+  return -1;
+}
+
+static bool parkforever(goro_g *g, void *arg) {
+  (void)g; (void)arg;
+  return true;
+}
+
+int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
+  *chosen = -1;
+  if (n < 0 || n > UINT16_MAX || (n > 0 && cases == NULL))
+    return GORO_EINVAL;
+  for (int i = 0; i < n; i++)
+    if (cases[i].c && cases[i].dir != GORO_SELECT_RECV &&
+        cases[i].dir != GORO_SELECT_SEND)
+      return GORO_EINVAL;
+
+  uint16_t stackorder[2 * SELECT_STACK_CASES];
+  uint16_t *order = stackorder;
+  if (n > SELECT_STACK_CASES) {
+    order = malloc(2 * (size_t)n * sizeof *order);
+    if (!order) return GORO_ENOMEM;
+  }
+  uint16_t *pollorder = order, *lockorder = order + n;
+
+  /* Random poll order over the enabled cases (an inside-out shuffle). */
+  int norder = 0;
+  for (int i = 0; i < n; i++) {
+    if (cases[i].c == NULL)
+      continue;
+    uint32_t j = goro_fastrandn((uint32_t)norder + 1);
+    pollorder[norder] = pollorder[j];
+    pollorder[j] = (uint16_t)i;
+    norder++;
+  }
+  int rc = GORO_OK;
+
+  if (norder == 0) {
+    if (!block) {
+      rc = GORO_EAGAIN;
+      goto out;
+    }
+    /* select {} : from a goroutine, block forever, as Go.  A foreign thread
+    ** would hang for good: tell it instead. */
+    if (goro_getm() == NULL) {
+      rc = GORO_EDEADLK;
+      goto out;
+    }
+    goro_gopark(parkforever, NULL, "select (no cases)");
+    goro_throw("select with no cases was woken");
+  }
+
+  memcpy(lockorder, pollorder, (size_t)norder * sizeof *lockorder);
+  sortbyaddr(cases, lockorder, norder);
+  sellock(cases, lockorder, norder);
+
+  /* Pass 1: a case that can proceed now. */
+  for (int k = 0; k < norder; k++) {
+    int i = pollorder[k];
+    int r = trycase(cases, i, lockorder, norder);
+    if (r != -1) {
+      *chosen = i;
+      rc = r;
+      goto out;
+    }
+  }
+  if (!block) {
+    selunlock(cases, lockorder, norder);
+    rc = GORO_EAGAIN;
+    goto out;
+  }
+
+  /* Pass 2: a sudog on every channel, linked in lock order on G.waiting. */
+  G *gp = goro_getg();
+  sudog **link = &gp->waiting;
+  for (int k = 0; k < norder; k++) {
+    int i = lockorder[k];
+    sudog *sg = goro_acquire_sudog();
+    sg->g = gp;
+    sg->isselect = true;
+    sg->elem = cases[i].elem;
+    sg->c = cases[i].c;
+    sg->caseidx = i;
+    *link = sg;
+    link = &sg->waitlink;
+    if (cases[i].dir == GORO_SELECT_RECV)
+      waitq_enqueue(&cases[i].c->recvq, sg);
+    else
+      waitq_enqueue(&cases[i].c->sendq, sg);
+  }
+  *link = NULL;
+  gp->param = NULL;
+  selpark sp = { cases, lockorder, norder };
+  goro_gopark(selparkcommit, &sp, "select");
+
+  /* Pass 3: the winner is in param; take the others off their queues. */
+  sellock(cases, lockorder, norder);
+  atomic_store(&gp->selectdone, 0);
+  sudog *won = gp->param;
+  gp->param = NULL;
+  int casi = -1;
+  bool success = false;
+  sudog *sg = gp->waiting;
+  gp->waiting = NULL;
+  while (sg) {
+    sudog *next = sg->waitlink;
+    if (sg == won) {
+      casi = sg->caseidx;
+      success = sg->success;
+    } else if (cases[sg->caseidx].dir == GORO_SELECT_RECV) {
+      waitq_remove(&sg->c->recvq, sg);
+    } else {
+      waitq_remove(&sg->c->sendq, sg);
+    }
+    goro_release_sudog(sg);
+    sg = next;
+  }
+  if (casi < 0)
+    goro_throw("select: woken without a winning case");
+  selunlock(cases, lockorder, norder);
+  *chosen = casi;
+  if (cases[casi].dir == GORO_SELECT_RECV)
+    cases[casi].ok = success;   /* false: closed (elem zeroed by close) */
+  else if (!success)
+    rc = GORO_ECLOSED;          /* a send woken by close */
+
+out:
+  if (order != stackorder)
+    free(order);
+  return rc;
+}
