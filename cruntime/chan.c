@@ -77,7 +77,15 @@ void waitq_enqueue(waitq *q, sudog *sg) {
   q->last = sg;
 }
 
+/*
+** Take sg off q, if it is still there.  A select's sudog may already be
+** gone: a waker that lost the selectdone race took it off and dropped it
+** (waitq_dequeue).  Then prev and next are both NULL, as for the only
+** element; q->first tells the two apart (Go's dequeueSudoG).
+*/
 void waitq_remove(waitq *q, sudog *sg) {
+  if (sg->prev == NULL && sg->next == NULL && q->first != sg)
+    return;
   if (sg->prev) sg->prev->next = sg->next; else q->first = sg->next;
   if (sg->next) sg->next->prev = sg->prev; else q->last = sg->prev;
   sg->next = sg->prev = NULL;

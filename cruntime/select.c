@@ -83,8 +83,10 @@ static void sortbyaddr(goro_select_case *cases, uint16_t *a, int n) {
 #undef ADDR
 }
 
+enum { NOT_READY = 1 };   /* distinct from every GORO_* code (<= 0) */
+
 /* Case i proceeds now if it can; channels locked, all unlocked on return
-** when it did.  Returns -1 if it cannot, else a GORO_* code. */
+** when it did.  Returns NOT_READY if it cannot, else a GORO_* code. */
 static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
                    int nlock) {
   goro_select_case *cas = &cases[i];
@@ -138,7 +140,7 @@ static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
       return GORO_OK;
     }
   }
-  return -1;
+  return NOT_READY;
 }
 
 static bool parkforever(goro_g *g, void *arg) {
@@ -198,7 +200,7 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
   for (int k = 0; k < norder; k++) {
     int i = pollorder[k];
     int r = trycase(cases, i, lockorder, norder);
-    if (r != -1) {
+    if (r != NOT_READY) {
       *chosen = i;
       rc = r;
       goto out;

@@ -549,5 +549,5 @@ int main(void) {
     cmocka_unit_test(test_schedtrace),
     cmocka_unit_test(test_maxprocs_env),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return goro_run_tests(tests);
 }

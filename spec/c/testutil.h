@@ -76,6 +76,12 @@ static inline long scaled(long n) {
   return r > 0 ? r : 1;
 }
 
+/* GORO_TEST_FILTER=pattern runs only the matching tests (cmocka's
+** wildcards), e.g. GORO_TEST_FILTER='*storm*'. */
+#define goro_run_tests(tests) \
+  (getenv("GORO_TEST_FILTER") ? cmocka_set_test_filter(getenv("GORO_TEST_FILTER")) : (void)0, \
+   cmocka_run_group_tests(tests, NULL, NULL))
+
 /* Wait for every goroutine, failing the test if that takes > `seconds`. */
 static inline void wait_all(unsigned seconds) {
   int rc = goro_wait((int64_t)seconds * test_slowdown() * 1000000000LL);
