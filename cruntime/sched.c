@@ -115,6 +115,22 @@ uint32_t goro_fastrandn(uint32_t n) {
 ** =======================================================
 */
 
+/*
+** Every transition but WAITING -> RUNNABLE is made by the one thread that
+** owns the G at that moment (the M that dequeued it, the G itself, its g0
+** after the switch), so a checked store does; a CAS costs a locked
+** instruction, and a hop between goroutines makes three transitions.
+** goro_ready's WAITING -> RUNNABLE races with nothing legitimate either,
+** but a CAS there turns a double ready into a clear error.
+*/
+void setgstatus(G *gp, uint32_t from, uint32_t to) {
+  uint32_t old = atomic_load_explicit(&gp->status, memory_order_relaxed);
+  if (old != from)
+    goro_throw("setgstatus: goroutine %lld is in state %u, not %u",
+               (long long)gp->goid, old, from);
+  atomic_store_explicit(&gp->status, to, memory_order_release);
+}
+
 void casgstatus(G *gp, uint32_t from, uint32_t to) {
   uint32_t old = from;
   if (!atomic_compare_exchange_strong_explicit(&gp->status, &old, to,
@@ -427,7 +443,7 @@ static void gentry(void *arg) {
 static void execute(M *mp, G *gp, bool inherit) {
   for (;;) {
     P *pp = mp->p;
-    casgstatus(gp, G_RUNNABLE, G_RUNNING);
+    setgstatus(gp, G_RUNNABLE, G_RUNNING);
     if (!inherit)
       COUNTER_INC(pp->schedtick);
     COUNTER_INC(pp->nswitch);
@@ -453,17 +469,17 @@ static void execute(M *mp, G *gp, bool inherit) {
         void *lock = gp->waitlock;
         gp->waitunlockf = NULL;
         gp->waitlock = NULL;
-        casgstatus(gp, G_RUNNING, G_WAITING);
+        setgstatus(gp, G_RUNNING, G_WAITING);
         /* From here on gp belongs to whoever readies it: do not touch. */
         if (unlockf && !goro_fiber_unlock_as(mp, gp, unlockf, lock)) {
-          casgstatus(gp, G_WAITING, G_RUNNABLE);
+          setgstatus(gp, G_WAITING, G_RUNNABLE);
           inherit = true;
           continue;
         }
         return;
       }
       case GO_YIELD:
-        casgstatus(gp, G_RUNNING, G_RUNNABLE);
+        setgstatus(gp, G_RUNNING, G_RUNNABLE);
         goro_mutex_lock(&sched.lock);
         globrunqput(gp);
         goro_mutex_unlock(&sched.lock);
@@ -487,7 +503,7 @@ static void execute(M *mp, G *gp, bool inherit) {
 }
 
 static void goexit(M *mp, G *gp) {
-  casgstatus(gp, G_RUNNING, G_DEAD);
+  setgstatus(gp, G_RUNNING, G_DEAD);
   gp->ctx.sp = NULL;
   gp->fn = NULL;
   gp->arg = NULL;

@@ -23,7 +23,8 @@ void globrunqputbatch(G *head, G *tail, int64_t n);
 G *globrunqget(P *pp, int max);
 
 /* sched.c */
-void casgstatus(G *gp, uint32_t from, uint32_t to);
+void casgstatus(G *gp, uint32_t from, uint32_t to);  /* may race */
+void setgstatus(G *gp, uint32_t from, uint32_t to);  /* owner only */
 P *pidleget(void);                 /* sched.lock held */
 void pidleput(P *pp);              /* sched.lock held */
 void acquirep(M *mp, P *pp);

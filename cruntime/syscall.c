@@ -22,7 +22,7 @@ void goro_entersyscall(void) {
   P *pp = mp->p;
   COUNTER_INC(pp->syscalltick);
   atomic_fetch_add(&goro_sched.nmsyscall, 1);
-  casgstatus(gp, G_RUNNING, G_SYSCALL);
+  setgstatus(gp, G_RUNNING, G_SYSCALL);
   mp->oldp = pp;
   mp->p = NULL;
   RELAXED_STORE(pp->m, NULL);
@@ -47,7 +47,7 @@ void goro_exitsyscall(void) {
           memory_order_acquire, memory_order_relaxed)) {
     mp->p = oldp;
     RELEASE_STORE(oldp->m, mp);
-    casgstatus(gp, G_SYSCALL, G_RUNNING);
+    setgstatus(gp, G_SYSCALL, G_RUNNING);
     return;
   }
 
@@ -57,7 +57,7 @@ void goro_exitsyscall(void) {
   goro_mutex_unlock(&goro_sched.lock);
   if (pp) {
     acquirep(mp, pp);
-    casgstatus(gp, G_SYSCALL, G_RUNNING);
+    setgstatus(gp, G_SYSCALL, G_RUNNING);
     return;
   }
 
@@ -70,7 +70,7 @@ void goro_exitsyscall(void) {
 /* On g0, after a G left its syscall without a P: one more try for an idle
 ** P (then the caller runs gp at once), else queue gp globally. */
 void exitsyscall0(M *mp, G *gp) {
-  casgstatus(gp, G_SYSCALL, G_RUNNABLE);
+  setgstatus(gp, G_SYSCALL, G_RUNNABLE);
   goro_mutex_lock(&goro_sched.lock);
   P *pp = pidleget();
   if (pp == NULL)
