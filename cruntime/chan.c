@@ -5,7 +5,8 @@
 ** bytes, and two FIFO queues of sudogs: goroutines blocked sending and
 ** blocked receiving.  Invariants (under the lock):
 **   at least one of recvq and sendq is empty (a receiver and a sender
-**     would have met);
+**     would have met), except when one select waits on both ends of the
+**     channel: its two sudogs cannot meet each other;
 **   a buffered channel with waiting receivers has an empty buffer, one with
 **     waiting senders a full buffer.
 ** So an operation only ever looks at the other side's queue, then at the
@@ -29,33 +30,117 @@
 ** =======================================================
 */
 
+/*
+** Go's acquireSudog/releaseSudog.  Each P keeps up to SUDOG_CACHE free
+** sudogs, touched only by the M that holds the P, so the common case takes
+** no lock and makes no call to malloc.  A G often parks on one P and
+** resumes on another (the waker's runnext), so sudogs drift from P to P:
+** like Go, a P that runs dry takes half a cache from a central list, and a
+** P whose cache is full gives half of it back.  Threads without a P
+** (foreign threads) use the central list directly.  Go's GC empties the
+** central list now and then (clearpools); without one, it is capped and
+** what goes beyond is freed.
+*/
+
+enum { SUDOG_CENTRAL_MAX = 16 * SUDOG_CACHE };
+
+static goro_mutex sudoglock = GORO_MUTEX_INIT;
+static sudog *sudogcentral;      /* linked by waitlink */
+static int nsudogcentral;
+
+/* Pop one sudog from the central list, or NULL. */
+static sudog *central_get(void) {
+  goro_mutex_lock(&sudoglock);
+  sudog *s = sudogcentral;
+  if (s) {
+    sudogcentral = s->waitlink;
+    nsudogcentral--;
+  }
+  goro_mutex_unlock(&sudoglock);
+  return s;
+}
+
+/* Push the list first..last (n sudogs) to the central list; free the
+** sudogs that do not fit. */
+static void central_put(sudog *first, sudog *last, int n) {
+  goro_mutex_lock(&sudoglock);
+  if (nsudogcentral + n <= SUDOG_CENTRAL_MAX) {
+    last->waitlink = sudogcentral;
+    sudogcentral = first;
+    nsudogcentral += n;
+    first = NULL;
+  }
+  goro_mutex_unlock(&sudoglock);
+  while (first) {   /* over the cap: free outside the lock */
+    sudog *next = first->waitlink;
+    free(first);
+    first = next;
+  }
+}
+
 sudog *goro_acquire_sudog(void) {
   M *mp = goro_getm();
   P *pp = mp ? mp->p : NULL;
-  sudog *s;
-  if (pp && pp->sudogcache) {
-    s = pp->sudogcache;
-    pp->sudogcache = s->waitlink;
-    pp->nsudog--;
+  sudog *s = NULL;
+  if (pp) {
+    if (pp->sudogcache == NULL) {
+      /* Refill half the local cache from the central one, in one lock. */
+      goro_mutex_lock(&sudoglock);
+      while (pp->nsudog < SUDOG_CACHE / 2 && sudogcentral) {
+        sudog *t = sudogcentral;
+        sudogcentral = t->waitlink;
+        nsudogcentral--;
+        t->waitlink = pp->sudogcache;
+        pp->sudogcache = t;
+        pp->nsudog++;
+      }
+      goro_mutex_unlock(&sudoglock);
+    }
+    if ((s = pp->sudogcache) != NULL) {
+      pp->sudogcache = s->waitlink;
+      pp->nsudog--;
+    }
   } else {
-    s = malloc(sizeof *s);
-    if (!s)
-      goro_throw("out of memory allocating a sudog");
+    s = central_get();
   }
+  if (s == NULL && (s = malloc(sizeof *s)) == NULL)
+    goro_throw("out of memory allocating a sudog");
   memset(s, 0, sizeof *s);
   return s;
 }
 
 void goro_release_sudog(sudog *s) {
+  /* As Go's releaseSudog: a sudog still linked into a wait queue or a
+  ** G's list would corrupt them once reused. */
+  if (s->next != NULL || s->prev != NULL)
+    goro_throw("goro_release_sudog: sudog still on a wait queue");
+  if (s->waitlink != NULL)
+    goro_throw("goro_release_sudog: sudog still on a G's waiting list");
+  s->g = NULL;
+  s->elem = NULL;
+  s->c = NULL;
   M *mp = goro_getm();
   P *pp = mp ? mp->p : NULL;
-  if (pp && pp->nsudog < SUDOG_CACHE) {
-    s->waitlink = pp->sudogcache;
-    pp->sudogcache = s;
-    pp->nsudog++;
-  } else {
-    free(s);
+  if (pp == NULL) {
+    central_put(s, s, 1);
+    return;
   }
+  if (pp->nsudog >= SUDOG_CACHE) {
+    /* Full: hand half of it over to the central list. */
+    sudog *first = pp->sudogcache, *last = first;
+    int n = 1;
+    while (n < SUDOG_CACHE / 2) {
+      last = last->waitlink;
+      n++;
+    }
+    pp->sudogcache = last->waitlink;
+    pp->nsudog -= n;
+    last->waitlink = NULL;
+    central_put(first, last, n);
+  }
+  s->waitlink = pp->sudogcache;
+  pp->sudogcache = s;
+  pp->nsudog++;
 }
 
 /* }====================================================== */
@@ -114,9 +199,11 @@ sudog *waitq_dequeue(waitq *q) {
 /* }====================================================== */
 
 
+/* Go's makechan.  The buffer follows the header in one allocation (Go
+** does this for element types without pointers, i.e. always here).  Go
+** caps elements at 64 KiB because its copies are typed; a C blob has no
+** such reason, so only the size arithmetic is checked. */
 goro_chan *goro_chan_new(size_t elemsize, size_t cap) {
-  if (elemsize > (1u << 16))
-    return NULL;   /* Go's limit too: big values belong behind a pointer */
   if (elemsize && cap > (SIZE_MAX - sizeof(goro_chan)) / elemsize)
     return NULL;
   goro_chan *c = calloc(1, sizeof *c + cap * elemsize);
@@ -128,6 +215,9 @@ goro_chan *goro_chan_new(size_t elemsize, size_t cap) {
   return c;
 }
 
+/* Go has a garbage collector instead.  A sudog on a queue points into
+** the channel's waiter, and the waiter will relock the channel: freeing
+** it now would be a use after free, so it is a fatal error. */
 void goro_chan_free(goro_chan *c) {
   if (c == NULL)
     return;
@@ -138,7 +228,12 @@ void goro_chan_free(goro_chan *c) {
   free(c);
 }
 
+/* Go reads qcount without the lock (a racy snapshot is all len(c) can
+** promise anyway); the lock keeps ThreadSanitizer quiet at little cost.
+** Like len and cap of a nil channel in Go, NULL gives 0. */
 size_t goro_chan_len(goro_chan *c) {
+  if (c == NULL)
+    return 0;
   goro_mutex_lock(&c->lock);
   size_t n = c->qcount;
   goro_mutex_unlock(&c->lock);
@@ -146,17 +241,25 @@ size_t goro_chan_len(goro_chan *c) {
 }
 
 size_t goro_chan_cap(goro_chan *c) {
-  return c->dataqsiz;
+  return c ? c->dataqsiz : 0;   /* fixed at creation: no lock */
 }
 
-/* The park's unlock callback: the channel is unlocked once the waiter is
-** safely parked, so a waker that finds its sudog can ready it. */
+/* Go's chanparkcommit: the park's unlock callback.  The channel stays
+** locked until the waiter's state is saved, so a waker that finds its
+** sudog on the queue can ready it at once. */
 static bool chanparkcommit(goro_g *g, void *lock) {
   (void)g;
   goro_mutex_unlock(lock);
   return true;
 }
 
+/*
+** Go's send: hand `ep` straight to a receiver that was waiting (it is off
+** the queue already), with c locked.  The value goes into the receiver's
+** own memory, never through the buffer.  Unlocks c, then readies the
+** receiver: as Go, no G is readied with a channel lock held, since the
+** readied G may start at once on another M and want that very lock.
+*/
 void chan_send_to(goro_chan *c, sudog *sg, const void *ep) {
   elemcopy(c, sg->elem, ep);
   G *gp = sg->g;
@@ -166,18 +269,23 @@ void chan_send_to(goro_chan *c, sudog *sg, const void *ep) {
   goro_goready(gp);
 }
 
+/*
+** Go's recv: take a value from a sender that was waiting (off the queue
+** already), with c locked.  Unbuffered, it comes straight from the
+** sender's memory.  Buffered, a waiting sender means a full buffer: the
+** receiver takes the head, and the sender's value goes to the tail, which
+** is the same slot now, so FIFO order holds across buffer and queue.
+*/
 void chan_recv_from(goro_chan *c, sudog *sg, void *ep) {
   if (c->dataqsiz == 0) {
     elemcopy(c, ep, sg->elem);
   } else {
-    /* The buffer is full (a sender waits).  Take its head, and put the
-    ** sender's value at the tail, which is the same slot. */
     char *slot = chanbuf(c, c->recvx);
     elemcopy(c, ep, slot);
     elemcopy(c, slot, sg->elem);
     if (++c->recvx == c->dataqsiz)
       c->recvx = 0;
-    c->sendx = c->recvx;
+    c->sendx = c->recvx;   /* qcount stays dataqsiz */
   }
   G *gp = sg->g;
   sg->success = true;
@@ -186,7 +294,41 @@ void chan_recv_from(goro_chan *c, sudog *sg, void *ep) {
   goro_goready(gp);
 }
 
+/*
+** Enqueue the caller on `q` of c (locked) and park until a partner or a
+** close takes it off.  Returns true when woken by a partner, false when
+** woken by close.  The second half of Go's chansend and chanrecv.
+*/
+static bool chanpark(goro_chan *c, waitq *q, void *ep, const char *reason) {
+  G *gp = goro_getg();
+  sudog *mysg = goro_acquire_sudog();
+  mysg->elem = ep;
+  mysg->g = gp;
+  mysg->c = c;
+  gp->waiting = mysg;
+  gp->param = NULL;
+  waitq_enqueue(q, mysg);
+  goro_gopark(chanparkcommit, &c->lock, reason);
+  /* The waker set param and success before readying us; nobody else
+  ** refers to mysg any more. */
+  if (gp->waiting != mysg || gp->param != mysg)
+    goro_throw("%s: G waiting list is corrupted", reason);
+  bool success = mysg->success;
+  gp->waiting = NULL;
+  gp->param = NULL;
+  goro_release_sudog(mysg);
+  return success;
+}
+
+/*
+** Go's chansend.  Closed: fail.  A receiver waiting: hand the value over.
+** Room in the buffer: store it.  Otherwise wait (or, non-blocking, give
+** up).  The order matters: a waiting receiver implies an empty buffer,
+** so handing over first keeps FIFO order.
+*/
 static int chansend(goro_chan *c, const void *ep, bool block) {
+  if (c == NULL)
+    return GORO_EINVAL;   /* Go blocks forever on a nil channel */
   goro_mutex_lock(&c->lock);
   if (c->closed) {
     goro_mutex_unlock(&c->lock);
@@ -209,27 +351,22 @@ static int chansend(goro_chan *c, const void *ep, bool block) {
     goro_mutex_unlock(&c->lock);
     return GORO_EAGAIN;
   }
-
-  G *gp = goro_getg();
-  sudog *mysg = goro_acquire_sudog();
-  mysg->elem = (void *)ep;
-  mysg->g = gp;
-  mysg->c = c;
-  gp->waiting = mysg;
-  gp->param = NULL;
-  waitq_enqueue(&c->sendq, mysg);
-  goro_gopark(chanparkcommit, &c->lock, "chan send");
-
-  /* Woken by a receiver (success) or by close. */
-  bool closed = !mysg->success;
-  gp->waiting = NULL;
-  gp->param = NULL;
-  goro_release_sudog(mysg);
-  return closed ? GORO_ECLOSED : GORO_OK;
+  /* The receiver copies from *ep while we are parked: it stays valid,
+  ** being in the caller's frame. */
+  if (!chanpark(c, &c->sendq, (void *)ep, "chan send"))
+    return GORO_ECLOSED;   /* closed while we waited (Go panics here) */
+  return GORO_OK;
 }
 
+/*
+** Go's chanrecv.  Closed and drained: the zero value, ok = false.  A
+** sender waiting: take its value (through the buffer if there is one).
+** A value buffered: take it.  Otherwise wait.
+*/
 static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block) {
   bool received;
+  if (c == NULL)
+    return GORO_EINVAL;   /* Go blocks forever on a nil channel */
   goro_mutex_lock(&c->lock);
   if (c->closed && c->qcount == 0) {
     goro_mutex_unlock(&c->lock);
@@ -256,22 +393,9 @@ static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block) {
     goro_mutex_unlock(&c->lock);
     return GORO_EAGAIN;
   }
-
-  G *gp = goro_getg();
-  sudog *mysg = goro_acquire_sudog();
-  mysg->elem = ep;
-  mysg->g = gp;
-  mysg->c = c;
-  gp->waiting = mysg;
-  gp->param = NULL;
-  waitq_enqueue(&c->recvq, mysg);
-  goro_gopark(chanparkcommit, &c->lock, "chan receive");
-
-  /* Woken by a sender (the value is in *ep) or by close (*ep zeroed). */
-  received = mysg->success;
-  gp->waiting = NULL;
-  gp->param = NULL;
-  goro_release_sudog(mysg);
+  /* A sender writes the value to *ep, or close zeroes it, before we are
+  ** readied. */
+  received = chanpark(c, &c->recvq, ep, "chan receive");
 
 done:
   if (ok)
@@ -296,12 +420,18 @@ int goro_chan_tryrecv(goro_chan *c, void *elem, bool *ok) {
 }
 
 /*
-** Close: every receiver wakes with the zero value and ok = false, every
-** blocked sender with GORO_ECLOSED.  The waiters are collected under the
-** lock and readied after it, as in Go (a readied G may run at once on
-** another M and want the lock).
+** Go's closechan.  Every receiver wakes with the zero value and ok =
+** false, every blocked sender with GORO_ECLOSED.  As in Go since 1.17, a
+** waiter woken by close finds its own sudog in G.param like any other,
+** with success = false: a select then knows which case the close woke.
+** The waiters are collected (through G.schedlink: a parked G is on no run
+** queue) under the lock and readied after it, as in Go.  waitq_dequeue
+** skips the sudogs of selects already won, so no G is collected twice,
+** even one whose select waits on both queues of this channel.
 */
 int goro_chan_close(goro_chan *c) {
+  if (c == NULL)
+    return GORO_EINVAL;   /* Go panics: close of nil channel */
   goro_mutex_lock(&c->lock);
   if (c->closed) {
     goro_mutex_unlock(&c->lock);

@@ -4,6 +4,8 @@
 #ifndef GORO_CHAN_H
 #define GORO_CHAN_H
 
+#include <string.h>
+
 #include "runtime.h"
 
 /* A FIFO of waiting sudogs (Go's waitq). */
@@ -36,9 +38,16 @@ static inline char *chanbuf(goro_chan *c, size_t i) {
   return c->buf + i * c->elemsize;
 }
 
+/* Copy one element.  A NULL destination discards it (a receive that
+** ignores the value); a NULL source is the zero value (a send of "nothing",
+** as on a channel used only to signal). */
 static inline void elemcopy(goro_chan *c, void *dst, const void *src) {
-  if (dst && c->elemsize)
+  if (dst == NULL || c->elemsize == 0)
+    return;
+  if (src)
     memcpy(dst, src, c->elemsize);
+  else
+    memset(dst, 0, c->elemsize);
 }
 
 static inline void elemclear(goro_chan *c, void *dst) {

@@ -179,25 +179,24 @@ static M *mget(void) {
 
 static void *mstart(void *arg);
 
-/* Signals a host program handles stay off the Ms: a Ctrl-C or an alarm is
-** delivered to one of the host's threads.  Faults stay deliverable. */
-static void block_async_signals(sigset_t *old) {
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, old);
-}
-
-static void unblock_sync_signals(void) {
-  sigset_t sync;
-  sigemptyset(&sync);
-  sigaddset(&sync, SIGSEGV);
-  sigaddset(&sync, SIGBUS);
-  sigaddset(&sync, SIGFPE);
-  sigaddset(&sync, SIGILL);
-  sigaddset(&sync, SIGTRAP);
-  sigaddset(&sync, SIGABRT);
-  sigaddset(&sync, SIGURG);    /* preemption by an embedder (see goro.h) */
-  pthread_sigmask(SIG_UNBLOCK, &sync, NULL);
+/*
+** Signals a host program handles stay off the runtime's threads: a Ctrl-C
+** or an alarm is delivered to one of the host's.  Synchronous signals
+** (faults) are never blocked: a fault while they are is undefined, and
+** qemu-user needs them delivered to run the program at all.  The thread is
+** created with the mask in force, so it has it from its first instruction.
+*/
+void goro_block_async_signals(sigset_t *old) {
+  sigset_t async;
+  sigfillset(&async);
+  sigdelset(&async, SIGSEGV);
+  sigdelset(&async, SIGBUS);
+  sigdelset(&async, SIGFPE);
+  sigdelset(&async, SIGILL);
+  sigdelset(&async, SIGTRAP);
+  sigdelset(&async, SIGABRT);
+  sigdelset(&async, SIGURG);    /* preemption by an embedder (see goro.h) */
+  pthread_sigmask(SIG_SETMASK, &async, old);
 }
 
 /* Start a new M for pp.  sched.lock held. */
@@ -211,7 +210,7 @@ static int newm(P *pp, bool spinning) {
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 512 * 1024);   /* g0: the scheduler only */
   sigset_t old;
-  block_async_signals(&old);
+  goro_block_async_signals(&old);
   int rc = pthread_create(&mp->thread, &attr, mstart, mp);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
@@ -656,7 +655,6 @@ static void schedule(M *mp) {
 static void *mstart(void *arg) {
   M *mp = arg;
   tls_m = mp;
-  unblock_sync_signals();
   if (goro_stack_altstack_init(mp) != GORO_OK)
     goro_throw("mstart: cannot map a signal stack");
   goro_fiber_init_g0(mp);

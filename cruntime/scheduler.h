@@ -36,6 +36,9 @@ void exitsyscall0(M *mp, G *gp);
 /* Ask the G running on pp to yield (sysmon, shutdown). */
 void goro_preemptone(P *pp);
 
+/* Block the signals a host handles, keep faults deliverable. */
+void goro_block_async_signals(sigset_t *old);
+
 /* sysmon.c */
 extern _Atomic bool goro_sysmon_idle;  /* sysmon sleeps until woken */
 

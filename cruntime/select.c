@@ -20,6 +20,10 @@
 
 enum { SELECT_STACK_CASES = 64 };
 
+/* Go's sellock: lock every channel in address order.  Two selects that
+** share channels take their locks in the same order, so they cannot
+** deadlock; a channel listed twice sorts next to itself and is locked once
+** (the locks do not nest). */
 static void sellock(goro_select_case *cases, const uint16_t *lockorder, int n) {
   goro_chan *prev = NULL;
   for (int i = 0; i < n; i++) {
@@ -30,9 +34,12 @@ static void sellock(goro_select_case *cases, const uint16_t *lockorder, int n) {
   }
 }
 
-/* Unlock in reverse order.  Once the last lock is released the select's G
-** may be readied and run elsewhere, so nothing of it may be touched after
-** the loop: `cases` lives on that G's stack. */
+/* Go's selunlock: unlock in reverse order.  When called by the park
+** callback, the G may be readied (by a waker on a channel already
+** unlocked) and resumed on another M while this still runs; it then waits
+** for the lowest channel, the last one unlocked here.  So nothing of the G
+** (`cases` and `lockorder` live on its stack) is touched after that last
+** unlock. */
 static void selunlock(goro_select_case *cases, const uint16_t *lockorder, int n) {
   for (int i = n - 1; i >= 0; i--) {
     goro_chan *c = cases[lockorder[i]].c;
@@ -48,6 +55,9 @@ typedef struct selpark {
   int n;
 } selpark;
 
+/* Go's selparkcommit: the park callback of a select, run once the G's
+** state is saved.  Until then every channel stays locked, so no waker can
+** find one of its sudogs before it can be readied. */
 static bool selparkcommit(goro_g *g, void *arg) {
   (void)g;
   selpark *sp = arg;
@@ -55,8 +65,8 @@ static bool selparkcommit(goro_g *g, void *arg) {
   return true;
 }
 
-/* Heap sort of lockorder by channel address: no allocation, O(n log n),
-** and n is small (Go does the same). */
+/* Sort lockorder by channel address: Go's heap sort in selectgo.  No
+** allocation, O(n log n) even in the worst case, and in place. */
 static void sortbyaddr(goro_select_case *cases, uint16_t *a, int n) {
 #define ADDR(i) ((uintptr_t)cases[a[i]].c)
   for (int start = n / 2 - 1; start >= 0; start--) {
@@ -85,8 +95,16 @@ static void sortbyaddr(goro_select_case *cases, uint16_t *a, int n) {
 
 enum { NOT_READY = 1 };   /* distinct from every GORO_* code (<= 0) */
 
-/* Case i proceeds now if it can; channels locked, all unlocked on return
-** when it did.  Returns NOT_READY if it cannot, else a GORO_* code. */
+/*
+** Pass 1 of Go's selectgo, for one case: proceed now if it can.  Every
+** channel is locked; when the case proceeds, all are unlocked on return.
+** Returns NOT_READY if it cannot, else the select's GORO_* result.  The
+** checks come in the order of chansend and chanrecv (a receive looks at
+** waiting senders, then the buffer, then close; a send at close, then
+** waiting receivers, then the buffer).  When a partner waits, the other
+** channels are unlocked first and the partner's own channel by
+** chan_send_to/chan_recv_from, which ready the partner after it.
+*/
 static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
                    int nlock) {
   goro_select_case *cas = &cases[i];
@@ -143,12 +161,17 @@ static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
   return NOT_READY;
 }
 
+/* Go's block(): select {} parks for good. */
 static bool parkforever(goro_g *g, void *arg) {
   (void)g; (void)arg;
   return true;
 }
 
+/* Go's selectgo, with Go's block flag standing for "no default case". */
 int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
+  int unused;
+  if (chosen == NULL)
+    chosen = &unused;
   *chosen = -1;
   if (n < 0 || n > UINT16_MAX || (n > 0 && cases == NULL))
     return GORO_EINVAL;
@@ -165,7 +188,10 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
   }
   uint16_t *pollorder = order, *lockorder = order + n;
 
-  /* Random poll order over the enabled cases (an inside-out shuffle). */
+  /* Random poll order over the enabled cases (an inside-out Fisher-Yates
+  ** shuffle, as Go's cheaprandn loop): among several ready cases each is
+  ** polled first, and so chosen, with equal probability.  Disabled cases
+  ** (Go's nil channels) take no part at all. */
   int norder = 0;
   for (int i = 0; i < n; i++) {
     if (cases[i].c == NULL)
@@ -188,6 +214,8 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
       rc = GORO_EDEADLK;
       goto out;
     }
+    if (order != stackorder)
+      free(order);
     goro_gopark(parkforever, NULL, "select (no cases)");
     goro_throw("select with no cases was woken");
   }
@@ -246,6 +274,7 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
   gp->waiting = NULL;
   while (sg) {
     sudog *next = sg->waitlink;
+    sg->waitlink = NULL;
     if (sg == won) {
       casi = sg->caseidx;
       success = sg->success;

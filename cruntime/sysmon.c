@@ -182,9 +182,8 @@ int goro_sysmon_start(void) {
   atomic_store(&sysmon_stop, false);
   atomic_store(&goro_sysmon_idle, false);
   goro_note_clear(&sysmon_note);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigset_t old;
+  goro_block_async_signals(&old);
   int rc = pthread_create(&sysmon_thread, NULL, sysmon, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   return rc == 0 ? GORO_OK : GORO_ENOMEM;

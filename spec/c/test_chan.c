@@ -8,9 +8,28 @@
 #include <stdatomic.h>
 #include <sys/wait.h>
 
+#include "chan.h"   /* white box: to see who waits on a channel */
+
 static int setup1(void **state) { (void)state; return goro_init(1); }
 static int setup2(void **state) { (void)state; return goro_init(2); }
 static int teardown(void **state) { (void)state; goro_shutdown(); return 0; }
+
+/* Sudogs queued on c.  A waiter is queued under the channel's lock, which
+** it keeps until it is parked: once counted here, it waits. */
+static int queued(goro_chan *c, bool recv) {
+  goro_mutex_lock(&c->lock);
+  int n = 0;
+  for (sudog *sg = recv ? c->recvq.first : c->sendq.first; sg; sg = sg->next)
+    n++;
+  goro_mutex_unlock(&c->lock);
+  return n;
+}
+
+/* Wait (bounded by the watchdog) until `n` waiters are queued on c. */
+static void await_queued(goro_chan *c, bool recv, int n) {
+  while (queued(c, recv) < n)
+    usleep(100);
+}
 
 
 /* ---- basics ---- */
@@ -70,6 +89,113 @@ static void test_zero_size_elements(void **state) {
   }
   wait_all(5);
   goro_chan_free(sig);
+}
+
+
+/* A receiver of a full buffered channel with parked senders takes the
+** head; the first parked sender's value moves to the tail (Go's recv). */
+static goro_chan *fb;
+
+static void fb_sender(void *arg) {
+  int v = (int)(intptr_t)arg;
+  assert_int_equal(goro_chan_send(fb, &v), GORO_OK);
+}
+
+static void test_full_buffer_parked_senders(void **state) {
+  watchdog(__func__, 10);
+  fb = goro_chan_new(sizeof(int), 3);
+  for (int i = 1; i <= 3; i++)
+    assert_int_equal(goro_chan_send(fb, &i), GORO_OK);
+  /* Parked senders of 4, 5, 6, queued in that order. */
+  for (int i = 4; i <= 6; i++) {
+    assert_true(goro_spawn(fb_sender, (void *)(intptr_t)i) > 0);
+    await_queued(fb, false, i - 3);
+  }
+  assert_int_equal(goro_chan_len(fb), 3);
+  for (int i = 1; i <= 6; i++) {
+    int v = 0;
+    bool ok = false;
+    assert_int_equal(goro_chan_recv(fb, &v, &ok), GORO_OK);
+    assert_true(ok);
+    assert_int_equal(v, i);
+  }
+  wait_all(5);
+  assert_int_equal(goro_chan_len(fb), 0);
+  goro_chan_free(fb);
+}
+
+/* Elements far bigger than a word, through the buffer (wrapping around)
+** and handed over directly, each byte checked. */
+enum { BIG = 4096 };
+typedef struct { uint32_t seq; unsigned char bytes[BIG - 4]; } big;
+static goro_chan *bigc;
+static long big_n;
+
+static void big_fill(big *b, uint32_t seq) {
+  b->seq = seq;
+  for (size_t i = 0; i < sizeof b->bytes; i++)
+    b->bytes[i] = (unsigned char)(seq * 31 + i * 7);
+}
+
+static void big_sender(void *arg) {
+  (void)arg;
+  big *b = malloc(sizeof *b);
+  for (long i = 0; i < big_n; i++) {
+    big_fill(b, (uint32_t)i);
+    assert_int_equal(goro_chan_send(bigc, b), GORO_OK);
+  }
+  free(b);
+}
+
+static void test_big_elements(void **state) {
+  watchdog(__func__, 30);
+  big_n = scaled(5000);
+  for (size_t cap = 0; cap <= 5; cap += 5) {
+    bigc = goro_chan_new(sizeof(big), cap);
+    assert_non_null(bigc);
+    assert_true(goro_spawn(big_sender, NULL) > 0);
+    big *got = malloc(sizeof *got), *want = malloc(sizeof *want);
+    for (long i = 0; i < big_n; i++) {
+      bool ok;
+      assert_int_equal(goro_chan_recv(bigc, got, &ok), GORO_OK);
+      assert_true(ok);
+      big_fill(want, (uint32_t)i);
+      assert_memory_equal(got, want, sizeof *got);
+    }
+    wait_all(10);
+    free(got);
+    free(want);
+    goro_chan_free(bigc);
+  }
+}
+
+/* NULL where a channel belongs is an argument error (Go would block
+** forever or panic); a NULL value to send is the zero value. */
+static void test_null_arguments(void **state) {
+  watchdog(__func__, 10);
+  int v = 5;
+  bool ok;
+  assert_int_equal(goro_chan_send(NULL, &v), GORO_EINVAL);
+  assert_int_equal(goro_chan_trysend(NULL, &v), GORO_EINVAL);
+  assert_int_equal(goro_chan_recv(NULL, &v, &ok), GORO_EINVAL);
+  assert_int_equal(goro_chan_tryrecv(NULL, &v, &ok), GORO_EINVAL);
+  assert_int_equal(goro_chan_close(NULL), GORO_EINVAL);
+  assert_int_equal(goro_chan_len(NULL), 0);
+  assert_int_equal(goro_chan_cap(NULL), 0);
+  goro_chan_free(NULL);
+  goro_chan *c = goro_chan_new(sizeof(int), 1);
+  assert_int_equal(goro_chan_send(c, NULL), GORO_OK);
+  assert_int_equal(goro_chan_recv(c, &v, &ok), GORO_OK);
+  assert_true(ok);
+  assert_int_equal(v, 0);
+  /* A receive may drop the value and the ok flag. */
+  v = 9;
+  assert_int_equal(goro_chan_send(c, &v), GORO_OK);
+  assert_int_equal(goro_chan_recv(c, NULL, NULL), GORO_OK);
+  assert_int_equal(goro_chan_len(c), 0);
+  goro_chan_free(c);
+  /* Sizes whose buffer cannot be addressed. */
+  assert_null(goro_chan_new(SIZE_MAX / 2, 4));
 }
 
 
@@ -227,7 +353,7 @@ static void test_close_wakes_everyone(void **state) {
     for (int i = 0; i < 20; i++)
       assert_true(goro_spawn(blocked_receiver, NULL) > 0);
     if (round % 2)   /* half the time close at once: racing the parks */
-      while (atomic_load(&started) < 20) usleep(10);
+      await_queued(cc, true, 20);
     assert_int_equal(goro_chan_close(cc), GORO_OK);
     wait_all(10);
     assert_int_equal(atomic_load(&closed_receivers), 20);
@@ -239,8 +365,8 @@ static void test_close_wakes_everyone(void **state) {
     atomic_store(&started, 0);
     for (int i = 0; i < 20; i++)
       assert_true(goro_spawn(blocked_sender, NULL) > 0);
-    if (round % 2)
-      while (atomic_load(&started) < 20) usleep(10);
+    if (round % 2)   /* 2 fit in the buffer, 18 park */
+      await_queued(cc, false, 18);
     assert_int_equal(goro_chan_close(cc), GORO_OK);
     wait_all(10);
     /* Two fit in the buffer (if they got there before the close); every
@@ -370,27 +496,39 @@ static void wait_on_doomed(void *arg) {
   goro_chan_recv(doomed, &v, NULL);
 }
 
-static void test_free_with_waiter_aborts(void **state) {
-  watchdog(__func__, 20);
+static void *thread_wait_on_doomed(void *arg) {
+  (void)arg;
+  int v = 1;
+  goro_chan_send(doomed, &v);
+  return NULL;
+}
+
+/* In a child (the runtime must abort), free a channel on which a
+** goroutine or a foreign thread is parked; the child's stderr comes back
+** through a pipe. */
+static void free_with_waiter(bool foreign) {
   int fds[2];
   assert_int_equal(pipe(fds), 0);
+  fflush(NULL);
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
     dup2(fds[1], 2);
     close(fds[0]);
-    goro_init(1);
+    alarm(10);   /* the parent's watchdog does not carry over */
+    if (goro_init(2) != GORO_OK)
+      _exit(3);
     doomed = goro_chan_new(sizeof(int), 0);
-    goro_spawn(wait_on_doomed, NULL);
-    while (goro_chan_len(doomed) == 0 && goro_numgoroutine() == 1) {
-      goro_stats_t st;
-      goro_stats(&st);
-      if (st.idleprocs == 1) break;   /* the receiver has parked */
-      usleep(1000);
+    pthread_t t;
+    if (foreign) {
+      if (pthread_create(&t, NULL, thread_wait_on_doomed, NULL) != 0)
+        _exit(4);
+    } else if (goro_spawn(wait_on_doomed, NULL) <= 0) {
+      _exit(5);
     }
-    usleep(20000);
+    await_queued(doomed, !foreign, 1);
     goro_chan_free(doomed);
-    _exit(0);
+    _exit(0);   /* not reached */
   }
   close(fds[1]);
   char buf[4096] = { 0 };
@@ -401,9 +539,20 @@ static void test_free_with_waiter_aborts(void **state) {
   close(fds[0]);
   int status;
   assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFSIGNALED(status));
-  assert_int_equal(WTERMSIG(status), SIGABRT);
-  assert_non_null(strstr(buf, "channel freed while goroutines wait on it"));
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+    fail_msg("child did not abort (status 0x%x), stderr: %s", status, buf);
+  if (strstr(buf, "goro_chan_free: channel freed while goroutines wait on it") == NULL)
+    fail_msg("unexpected stderr: %s", buf);
+}
+
+static void test_free_with_waiter_aborts(void **state) {
+  watchdog(__func__, 20);
+  free_with_waiter(false);
+}
+
+static void test_free_with_foreign_waiter_aborts(void **state) {
+  watchdog(__func__, 20);
+  free_with_waiter(true);
 }
 
 
@@ -414,6 +563,12 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     ON(1, test_buffered_basics),
     ON(1, test_zero_size_elements),
+    ON(2, test_zero_size_elements),
+    ON(1, test_full_buffer_parked_senders),
+    ON(2, test_full_buffer_parked_senders),
+    ON(1, test_big_elements),
+    ON(2, test_big_elements),
+    ON(1, test_null_arguments),
     ON(1, test_fifo_unbuffered),
     ON(2, test_fifo_unbuffered),
     ON(1, test_fifo_buffered),
@@ -427,6 +582,7 @@ int main(void) {
     ON(1, test_foreign_threads_mix),
     ON(2, test_foreign_threads_mix),
     cmocka_unit_test(test_free_with_waiter_aborts),
+    cmocka_unit_test(test_free_with_foreign_waiter_aborts),
   };
   return goro_run_tests(tests);
 }

@@ -6,9 +6,26 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "chan.h"   /* white box: to see who waits on a channel */
+
 static int setup1(void **state) { (void)state; return goro_init(1); }
 static int setup2(void **state) { (void)state; return goro_init(2); }
 static int teardown(void **state) { (void)state; goro_shutdown(); return 0; }
+
+/* Sudogs queued on c (see test_chan.c). */
+static int queued(goro_chan *c, bool recv) {
+  goro_mutex_lock(&c->lock);
+  int n = 0;
+  for (sudog *sg = recv ? c->recvq.first : c->sendq.first; sg; sg = sg->next)
+    n++;
+  goro_mutex_unlock(&c->lock);
+  return n;
+}
+
+static void await_queued(goro_chan *c, bool recv, int n) {
+  while (queued(c, recv) < n)
+    usleep(100);
+}
 
 static goro_select_case recv_case(goro_chan *c, void *elem) {
   return (goro_select_case){ .c = c, .dir = GORO_SELECT_RECV, .elem = elem };
@@ -201,16 +218,219 @@ static void test_select_send_woken_by_close(void **state) {
   sclosed = goro_chan_new(sizeof(int), 0);
   for (int i = 0; i < 10; i++)
     assert_true(goro_spawn(select_sender, (void *)&failed) > 0);
-  while (goro_numgoroutine() > 0) {
-    goro_stats_t st;
-    goro_stats(&st);
-    if (st.idleprocs == st.procs) break;   /* all parked */
-    usleep(1000);
-  }
+  await_queued(sclosed, false, 10);   /* all parked */
   assert_int_equal(goro_chan_close(sclosed), GORO_OK);
   wait_all(10);
   assert_int_equal(atomic_load(&failed), 10);
   goro_chan_free(sclosed);
+}
+
+
+/* ---- a blocked select receive woken by close ---- */
+
+static goro_chan *rclosed_a, *rclosed_b;
+
+static void select_receiver(void *arg) {
+  int64_t va = 11, vb = 22;
+  int chosen;
+  goro_select_case cs[2] = { recv_case(rclosed_a, &va), recv_case(rclosed_b, &vb) };
+  cs[0].ok = cs[1].ok = true;
+  assert_int_equal(goro_select(cs, 2, true, &chosen), GORO_OK);
+  /* Only b is closed: its case wins, zeroed, with ok = false. */
+  assert_int_equal(chosen, 1);
+  assert_false(cs[1].ok);
+  assert_int_equal(vb, 0);
+  assert_int_equal(va, 11);
+  atomic_fetch_add((_Atomic int *)arg, 1);
+}
+
+static void test_select_recv_woken_by_close(void **state) {
+  watchdog(__func__, 20);
+  _Atomic int woken = 0;
+  for (int round = 0; round < 20; round++) {
+    rclosed_a = goro_chan_new(sizeof(int64_t), round % 2);
+    rclosed_b = goro_chan_new(sizeof(int64_t), 0);
+    for (int i = 0; i < 10; i++)
+      assert_true(goro_spawn(select_receiver, (void *)&woken) > 0);
+    if (round % 4 < 2)
+      await_queued(rclosed_b, true, 10);   /* else race the parks */
+    assert_int_equal(goro_chan_close(rclosed_b), GORO_OK);
+    wait_all(10);
+    /* The losing cases left nothing behind on a. */
+    assert_int_equal(queued(rclosed_a, true), 0);
+    goro_chan_free(rclosed_a);
+    goro_chan_free(rclosed_b);
+  }
+  assert_int_equal(atomic_load(&woken), 200);
+}
+
+
+/* ---- more cases than fit the stack buffer ---- */
+
+static goro_chan *many_ch[200];
+
+static void many_sender(void *arg) {
+  int64_t v = (int64_t)(intptr_t)arg;
+  assert_int_equal(goro_chan_send(many_ch[v], &v), GORO_OK);
+}
+
+static void test_many_cases(void **state) {
+  watchdog(__func__, 30);
+  enum { N = 200 };
+  int64_t vals[N];
+  goro_select_case cs[N];
+  for (int i = 0; i < N; i++) {
+    many_ch[i] = goro_chan_new(sizeof(int64_t), (size_t)(i % 2));
+    cs[i] = recv_case(many_ch[i], &vals[i]);
+  }
+  srand(4242);
+  for (int round = 0; round < 300; round++) {
+    int pick = rand() % N, chosen;
+    if (round % 2 && pick % 2) {
+      /* A value buffered before the select: pass 1 finds the one ready
+      ** case among 200. */
+      int64_t v = pick;
+      assert_int_equal(goro_chan_trysend(many_ch[pick], &v), GORO_OK);
+    } else {
+      /* A sender that races the select: it finds it parked on all 200
+      ** channels, or is found parked (or buffered) by pass 1. */
+      assert_true(goro_spawn(many_sender, (void *)(intptr_t)pick) > 0);
+    }
+    assert_int_equal(goro_select(cs, N, true, &chosen), GORO_OK);
+    assert_int_equal(chosen, pick);
+    assert_int_equal(vals[pick], pick);
+    wait_all(5);
+    for (int i = 0; i < N; i += 37)
+      assert_int_equal(queued(many_ch[i], true), 0);
+  }
+  /* Non-blocking, nothing ready: default. */
+  int chosen;
+  assert_int_equal(goro_select(cs, N, false, &chosen), GORO_EAGAIN);
+  assert_int_equal(chosen, -1);
+  for (int i = 0; i < N; i++)
+    goro_chan_free(many_ch[i]);
+}
+
+
+/* ---- select {} from a goroutine parks for good ---- */
+
+static _Atomic bool forever_returned;
+
+static void select_forever(void *arg) {
+  (void)arg;
+  goro_select_case none[3] = { { .c = NULL }, { .c = NULL }, { .c = NULL } };
+  int chosen;
+  goro_select(none, 3, true, &chosen);
+  atomic_store(&forever_returned, true);
+}
+
+static void test_select_forever(void **state) {
+  watchdog(__func__, 10);
+  atomic_store(&forever_returned, false);
+  assert_true(goro_spawn(select_forever, NULL) > 0);
+  /* It neither returns nor finishes; shutdown discards it. */
+  assert_int_equal(goro_wait(100 * 1000000LL), GORO_ETIMEDOUT);
+  assert_false(atomic_load(&forever_returned));
+  assert_int_equal(goro_numgoroutine(), 1);
+}
+
+
+/* ---- non-blocking selects racing with blocking ones ---- */
+
+static goro_chan *nbs_a, *nbs_b, *nbs_quit;
+static long nbs_iters;
+static _Atomic int64_t nbs_sent_sum, nbs_recv_sum;
+static _Atomic long nbs_sent, nbs_recvd;
+
+static void nbs_worker(void *arg) {
+  long id = (long)(intptr_t)arg;
+  int64_t in;
+  for (long i = 0; i < nbs_iters; i++) {
+    int64_t v = id * 10000000 + i + 1;
+    goro_select_case cs[4] = {
+      send_case(nbs_a, &v), recv_case(nbs_a, &in),
+      send_case(nbs_b, &v), recv_case(nbs_b, &in),
+    };
+    /* A random subset of the cases, the rest disabled. */
+    unsigned mask = (unsigned)(i * 7 + id) % 15 + 1;
+    for (int k = 0; k < 4; k++)
+      if (!(mask & (1u << k))) cs[k].c = NULL;
+    int chosen;
+    int rc = goro_select(cs, 4, false, &chosen);
+    if (rc == GORO_EAGAIN) {
+      assert_int_equal(chosen, -1);
+    } else {
+      assert_int_equal(rc, GORO_OK);
+      assert_true(mask & (1u << chosen));
+      if (cs[chosen].dir == GORO_SELECT_SEND) {
+        atomic_fetch_add(&nbs_sent_sum, v);
+        atomic_fetch_add(&nbs_sent, 1);
+      } else {
+        assert_true(cs[chosen].ok);
+        atomic_fetch_add(&nbs_recv_sum, in);
+        atomic_fetch_add(&nbs_recvd, 1);
+      }
+    }
+    if (i % 8 == 0) goro_yield();
+  }
+}
+
+/* Blocking receivers and senders, so that non-blocking ones find partners
+** on the unbuffered channel too. */
+static void nbs_blocking(void *arg) {
+  long id = (long)(intptr_t)arg;
+  int64_t in, q;
+  for (long i = 0;; i++) {
+    int64_t v = -(id * 10000000 + i + 1);   /* negative: told apart */
+    goro_select_case cs[3] = {
+      recv_case(nbs_a, &in), send_case(nbs_b, &v), recv_case(nbs_quit, &q),
+    };
+    if (id % 2) cs[1].c = NULL;   /* odd ones only receive */
+    int chosen;
+    assert_int_equal(goro_select(cs, 3, true, &chosen), GORO_OK);
+    if (chosen == 2)
+      return;
+    if (chosen == 1) {
+      atomic_fetch_add(&nbs_sent_sum, v);
+      atomic_fetch_add(&nbs_sent, 1);
+    } else {
+      atomic_fetch_add(&nbs_recv_sum, in);
+      atomic_fetch_add(&nbs_recvd, 1);
+    }
+  }
+}
+
+static void test_nonblocking_select_races(void **state) {
+  watchdog(__func__, 60);
+  nbs_iters = scaled(20000);
+  nbs_a = goro_chan_new(sizeof(int64_t), 0);
+  nbs_b = goro_chan_new(sizeof(int64_t), 3);
+  nbs_quit = goro_chan_new(0, 0);
+  atomic_store(&nbs_sent_sum, 0);
+  atomic_store(&nbs_recv_sum, 0);
+  atomic_store(&nbs_sent, 0);
+  atomic_store(&nbs_recvd, 0);
+  for (intptr_t i = 0; i < 4; i++)
+    assert_true(goro_spawn(nbs_blocking, (void *)i) > 0);
+  for (intptr_t i = 0; i < 12; i++)
+    assert_true(goro_spawn(nbs_worker, (void *)i) > 0);
+  while (goro_numgoroutine() > 4)
+    usleep(1000);
+  assert_int_equal(goro_chan_close(nbs_quit), GORO_OK);
+  wait_all(30);
+  /* Drain what the buffer still holds. */
+  int64_t v;
+  bool ok;
+  while (goro_chan_tryrecv(nbs_b, &v, &ok) == GORO_OK) {
+    atomic_fetch_add(&nbs_recv_sum, v);
+    atomic_fetch_add(&nbs_recvd, 1);
+  }
+  assert_int_equal(atomic_load(&nbs_sent), atomic_load(&nbs_recvd));
+  assert_int_equal(atomic_load(&nbs_sent_sum), atomic_load(&nbs_recv_sum));
+  assert_true(atomic_load(&nbs_sent) > 0);
+  goro_chan_free(nbs_a);
+  goro_chan_free(nbs_b);
+  goro_chan_free(nbs_quit);
 }
 
 
@@ -363,12 +583,20 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     ON(1, test_default_and_disabled),
     ON(1, test_fairness_chi_square),
+    ON(2, test_fairness_chi_square),
     ON(1, test_same_channel_twice),
     ON(2, test_same_channel_twice),
     ON(1, test_two_selects_one_channel),
     ON(2, test_two_selects_one_channel),
     ON(1, test_select_send_woken_by_close),
     ON(2, test_select_send_woken_by_close),
+    ON(1, test_select_recv_woken_by_close),
+    ON(2, test_select_recv_woken_by_close),
+    ON(1, test_many_cases),
+    ON(2, test_many_cases),
+    ON(1, test_select_forever),
+    ON(1, test_nonblocking_select_races),
+    ON(2, test_nonblocking_select_races),
     ON(1, test_select_storm_random_closes),
     ON(2, test_select_storm_random_closes),
     ON(1, test_foreign_select),

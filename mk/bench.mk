@@ -1,0 +1,60 @@
+# mk/bench.mk — `make bench`: goro's benchmark suite, side by side with Go.
+#
+#   make bench                          every workload, 5 runs each, one table
+#   make bench BENCH_ARGS="W1 W2/1P"    some workloads (row ids or W2 for both)
+#   BENCH_RUNS=3 make bench             fewer runs (see bench/run.sh for more)
+#
+# Builds libgoro.a (V=release), build/release/bench_goro and build/bench_go,
+# then runs bench/run.sh.  A missing piece skips its column rather than
+# stopping the table: no `go` → no Go column; a library that does not build
+# → no goro column.  While libgoro.a has no channels (goro_chan_new,
+# goro_select), bench_goro is built with -DBENCH_NO_CHAN: W1 and W5 only.
+
+BENCH_GORO  := build/release/bench_goro
+BENCH_GOBIN := build/bench_go
+BENCH_ARGS  ?=
+# Go writes nothing outside build/, and never asks the network.
+BENCH_GOENV := GOCACHE=$(CURDIR)/build/gocache GOPATH=$(CURDIR)/build/gopath \
+               GOMODCACHE=$(CURDIR)/build/gopath/pkg/mod GOFLAGS= GO111MODULE=on \
+               GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off
+
+.PHONY: bench bench-goro bench-go
+
+bench:
+	@if $(MAKE) --no-print-directory lib V=release; then \
+	  $(MAKE) --no-print-directory bench-goro V=release || { \
+	    echo "bench: bench_goro does not build; the goro column is skipped"; \
+	    rm -f $(BENCH_GORO); }; \
+	else \
+	  echo "bench: libgoro.a does not build; the goro column is skipped"; \
+	  rm -f $(BENCH_GORO); \
+	fi
+	@$(MAKE) --no-print-directory bench-go
+	@bash bench/run.sh $(BENCH_ARGS)
+
+bench-goro: $(BENCH_GORO)
+
+# Channels are detected in the library itself, so that bench_goro is rebuilt
+# with every workload once they land (libgoro.a is a prerequisite).
+$(BENCH_GORO): bench/c/bench.c cruntime/goro.h build/release/libgoro.a
+	@mkdir -p $(dir $@)
+	@syms=$$(nm -g --defined-only build/release/libgoro.a 2>/dev/null); \
+	nochan=; \
+	for s in goro_chan_new goro_chan_send goro_chan_recv goro_chan_close goro_select; do \
+	  printf '%s\n' "$$syms" | grep -q " T $$s$$" || nochan=-DBENCH_NO_CHAN; \
+	done; \
+	[ -z "$$nochan" ] || echo "bench: libgoro.a has no channels yet: bench_goro runs W1 and W5 only"; \
+	echo "$(CC) $(COMMON) $(CFLAGS_release) $$nochan -Icruntime $< build/release/libgoro.a -pthread -o $@"; \
+	$(CC) $(COMMON) $(CFLAGS_release) $$nochan -Icruntime $< build/release/libgoro.a -pthread -o $@
+
+bench-go:
+	@if command -v go >/dev/null 2>&1; then \
+	  mkdir -p build && \
+	  echo "cd bench/go && go build -o $(CURDIR)/$(BENCH_GOBIN) ." && \
+	  (cd bench/go && $(BENCH_GOENV) go build -o $(CURDIR)/$(BENCH_GOBIN) .) || { \
+	    echo "bench: bench_go does not build; the Go column is skipped"; \
+	    rm -f $(BENCH_GOBIN); }; \
+	else \
+	  echo "bench: no \`go\` on PATH; the Go column is skipped"; \
+	  rm -f $(BENCH_GOBIN); \
+	fi
