@@ -40,13 +40,18 @@ static void sellock(goro_select_case *cases, const uint16_t *lockorder, int n) {
 ** for the lowest channel, the last one unlocked here.  So nothing of the G
 ** (`cases` and `lockorder` live on its stack) is touched after that last
 ** unlock. */
-static void selunlock(goro_select_case *cases, const uint16_t *lockorder, int n) {
+static void selunlock_except(goro_select_case *cases, const uint16_t *lockorder,
+                             int n, goro_chan *keep) {
   for (int i = n - 1; i >= 0; i--) {
     goro_chan *c = cases[lockorder[i]].c;
-    if (i > 0 && c == cases[lockorder[i - 1]].c)
-      continue;   /* a duplicate: unlock on the last occurrence */
+    if (c == keep || (i > 0 && c == cases[lockorder[i - 1]].c))
+      continue;   /* kept, or a duplicate: unlocked at its last occurrence */
     goro_mutex_unlock(&c->lock);
   }
+}
+
+static void selunlock(goro_select_case *cases, const uint16_t *lockorder, int n) {
+  selunlock_except(cases, lockorder, n, NULL);
 }
 
 typedef struct selpark {
@@ -114,11 +119,7 @@ static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
     if ((sg = waitq_dequeue(&c->sendq)) != NULL) {
       /* chan_recv_from unlocks c itself: release the others first. */
       cas->ok = true;
-      for (int k = nlock - 1; k >= 0; k--) {
-        goro_chan *o = cases[lockorder[k]].c;
-        if (o == c || (k > 0 && o == cases[lockorder[k - 1]].c)) continue;
-        goro_mutex_unlock(&o->lock);
-      }
+      selunlock_except(cases, lockorder, nlock, c);
       chan_recv_from(c, sg, cas->elem);
       return GORO_OK;
     }
@@ -142,11 +143,7 @@ static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
       return GORO_ECLOSED;
     }
     if ((sg = waitq_dequeue(&c->recvq)) != NULL) {
-      for (int k = nlock - 1; k >= 0; k--) {
-        goro_chan *o = cases[lockorder[k]].c;
-        if (o == c || (k > 0 && o == cases[lockorder[k - 1]].c)) continue;
-        goro_mutex_unlock(&o->lock);
-      }
+      selunlock_except(cases, lockorder, nlock, c);
       chan_send_to(c, sg, cas->elem);
       return GORO_OK;
     }

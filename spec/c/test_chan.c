@@ -10,9 +10,6 @@
 
 #include "chan.h"   /* white box: to see who waits on a channel */
 
-static int setup1(void **state) { (void)state; return goro_init(1); }
-static int setup2(void **state) { (void)state; return goro_init(2); }
-static int teardown(void **state) { (void)state; goro_shutdown(); return 0; }
 
 /* Sudogs queued on c.  A waiter is queued under the channel's lock, which
 ** it keeps until it is parked: once counted here, it waits. */
@@ -531,14 +528,8 @@ static void free_with_waiter(bool foreign) {
     _exit(0);   /* not reached */
   }
   close(fds[1]);
-  char buf[4096] = { 0 };
-  size_t len = 0;
-  ssize_t n;
-  while (len < sizeof buf - 1 && (n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-    len += (size_t)n;
-  close(fds[0]);
-  int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
+  char buf[4096];
+  int status = child_finish(pid, fds[0], buf, sizeof buf);
   if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
     fail_msg("child did not abort (status 0x%x), stderr: %s", status, buf);
   if (strstr(buf, "goro_chan_free: channel freed while goroutines wait on it") == NULL)
@@ -556,8 +547,6 @@ static void test_free_with_foreign_waiter_aborts(void **state) {
 }
 
 
-#define ON(nprocs, fn) \
-  cmocka_unit_test_setup_teardown(fn, setup##nprocs, teardown)
 
 int main(void) {
   const struct CMUnitTest tests[] = {

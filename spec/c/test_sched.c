@@ -50,9 +50,6 @@ static void event_fire(event *e) {
   if (w) goro_ready(w);
 }
 
-static int setup1(void **state) { (void)state; return goro_init(1); }
-static int setup2(void **state) { (void)state; return goro_init(2); }
-static int teardown(void **state) { (void)state; goro_shutdown(); return 0; }
 
 
 /* ---- every spawned task runs exactly once ---- */
@@ -459,14 +456,8 @@ static void test_stack_overflow(void **state) {
     _exit(0);   /* not reached if the overflow was caught */
   }
   close(fds[1]);
-  char buf[4096] = { 0 };
-  size_t len = 0;
-  ssize_t n;
-  while (len < sizeof buf - 1 && (n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-    len += (size_t)n;
-  close(fds[0]);
-  int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
+  char buf[4096];
+  int status = child_finish(pid, fds[0], buf, sizeof buf);
   assert_true(WIFSIGNALED(status));
   assert_int_equal(WTERMSIG(status), SIGABRT);
   assert_non_null(strstr(buf, "goroutine 1: stack overflow"));
@@ -491,14 +482,8 @@ static void test_schedtrace(void **state) {
     _exit(0);
   }
   close(fds[1]);
-  char buf[8192] = { 0 };
-  size_t len = 0;
-  ssize_t n;
-  while (len < sizeof buf - 1 && (n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-    len += (size_t)n;
-  close(fds[0]);
-  int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
+  char buf[8192];
+  int status = child_finish(pid, fds[0], buf, sizeof buf);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   assert_non_null(strstr(buf, "SCHED "));
   assert_non_null(strstr(buf, "gomaxprocs=2 idleprocs="));
@@ -521,8 +506,6 @@ static void test_maxprocs_env(void **state) {
 }
 
 
-#define ON(nprocs, fn) \
-  cmocka_unit_test_setup_teardown(fn, setup##nprocs, teardown)
 
 int main(void) {
   const struct CMUnitTest tests[] = {

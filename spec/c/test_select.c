@@ -8,9 +8,6 @@
 
 #include "chan.h"   /* white box: to see who waits on a channel */
 
-static int setup1(void **state) { (void)state; return goro_init(1); }
-static int setup2(void **state) { (void)state; return goro_init(2); }
-static int teardown(void **state) { (void)state; goro_shutdown(); return 0; }
 
 /* Sudogs queued on c (see test_chan.c). */
 static int queued(goro_chan *c, bool recv) {
@@ -576,8 +573,6 @@ static void test_foreign_select(void **state) {
 }
 
 
-#define ON(nprocs, fn) \
-  cmocka_unit_test_setup_teardown(fn, setup##nprocs, teardown)
 
 int main(void) {
   const struct CMUnitTest tests[] = {

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <signal.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -81,6 +82,29 @@ static inline long scaled(long n) {
 #define goro_run_tests(tests) \
   (getenv("GORO_TEST_FILTER") ? cmocka_set_test_filter(getenv("GORO_TEST_FILTER")) : (void)0, \
    cmocka_run_group_tests(tests, NULL, NULL))
+
+/* cmocka fixtures: a runtime with 1 or 2 Ps around each test. */
+static inline int setup1(void **state) { (void)state; return goro_init(1); }
+static inline int setup2(void **state) { (void)state; return goro_init(2); }
+static inline int teardown(void **state) { (void)state; goro_shutdown(); return 0; }
+
+#define ON(nprocs, fn) \
+  cmocka_unit_test_setup_teardown(fn, setup##nprocs, teardown)
+
+/* Parent side of a test run in a forked child whose stderr goes to the
+** pipe `fd`: read that stderr into buf (NUL-terminated) until the child
+** closes it, reap the child, return its wait status. */
+static inline int child_finish(pid_t pid, int fd, char *buf, size_t size) {
+  size_t len = 0;
+  ssize_t n;
+  while (len < size - 1 && (n = read(fd, buf + len, size - 1 - len)) > 0)
+    len += (size_t)n;
+  buf[len] = '\0';
+  close(fd);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  return status;
+}
 
 /* Wait for every goroutine, failing the test if that takes > `seconds`. */
 static inline void wait_all(unsigned seconds) {
