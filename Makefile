@@ -66,9 +66,12 @@ $(B)/test_%: spec/c/test_%.c $(LIB) $(CTEST_HDR)
 
 ctest: $(CTEST_BIN)
 
-# Run every C test binary of variant $(V); stop at the first failure.
+# Run the C test binaries of variant $(V) (all, or CTEST_SKIP's left out);
+# stop at the first failure.
+CTEST_RUN = $(filter-out $(CTEST_SKIP:%=$(B)/%),$(CTEST_BIN))
+
 test-c: ctest
-	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $(RUNNER) $$t; done
+	@set -e; for t in $(CTEST_RUN); do echo "== $$t"; $(RUNNER) $$t; done
 
 test: deps
 	$(MAKE) test-c V=release
@@ -81,8 +84,11 @@ test-tsan: deps
 	$(MAKE) test-c V=tsan RUNNER="env GORO_TEST_SLOW=10 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
 
 # valgrind runs threads one at a time: workloads are scaled down 50 times.
+# test_ctx is left out: it switches onto stacks of its own that valgrind
+# does not know (the runtime registers its stacks), and valgrind does not
+# emulate the MXCSR rounding and flush-to-zero modes it checks.
 test-valgrind: deps
-	$(MAKE) test-c V=debug RUNNER="env GORO_TEST_SLOW=50 valgrind -q --child-silent-after-fork=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect"
+	$(MAKE) test-c V=debug CTEST_SKIP=test_ctx RUNNER="env GORO_TEST_SLOW=50 valgrind -q --child-silent-after-fork=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect"
 
 clean:
 	rm -rf build
