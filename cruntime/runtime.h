@@ -124,7 +124,6 @@ struct goro_p {
   _Atomic uint32_t status;
   _Atomic uint32_t schedtick; /* +1 per schedule(); sysmon watches it */
   _Atomic uint32_t syscalltick;/* +1 per syscall; sysmon watches it */
-  _Atomic int64_t ticktime;   /* when schedtick last moved (sysmon's view) */
   M *m;                       /* owner, when not idle */
   P *link;                    /* idle list */
   int runnextstreak;          /* consecutive runs taken from runnext */
@@ -201,7 +200,6 @@ typedef struct sched_t {
   _Atomic uint64_t nspawned;
   _Atomic uint64_t nhandoff;
   _Atomic uint64_t npreempt;
-  _Atomic uint64_t nswitch_dead; /* counters of Ps already gone */
 
   _Atomic bool running;
   _Atomic bool stopping;
