@@ -268,8 +268,20 @@ static void test_entry_return_aborts(void **state) {
     sw(&main_f, &f);
     _exit(ran ? 3 : 4);   /* not reached */
   }
+  /* Bounded wait: a child that hangs is killed, not left behind. */
   int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
+  pid_t w;
+  int64_t deadline = now_ns() + 5LL * test_slowdown() * 1000000000;
+  while ((w = waitpid(pid, &status, WNOHANG)) == 0 && now_ns() < deadline) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  if (w == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("the child neither aborted nor exited in time");
+  }
+  assert_int_equal(w, pid);
   assert_true(WIFSIGNALED(status));
   assert_int_equal(WTERMSIG(status), SIGABRT);
   watchdog_off();
