@@ -295,11 +295,12 @@ void chan_recv_from(goro_chan *c, sudog *sg, void *ep) {
 }
 
 /*
-** Enqueue the caller on `q` of c (locked) and park until a partner or a
-** close takes it off.  Returns true when woken by a partner, false when
-** woken by close.  The second half of Go's chansend and chanrecv.
+** The second half of Go's chansend and chanrecv, in two steps around the
+** park: chanwait enqueues the caller on `q` of c (locked) with a sudog on
+** G.waiting; chanwoken, once a partner or a close has taken it off,
+** returns true when woken by a partner, false when woken by close.
 */
-static bool chanpark(goro_chan *c, waitq *q, void *ep, const char *reason) {
+static void chanwait(goro_chan *c, waitq *q, void *ep) {
   G *gp = goro_getg();
   sudog *mysg = goro_acquire_sudog();
   mysg->elem = ep;
@@ -308,10 +309,14 @@ static bool chanpark(goro_chan *c, waitq *q, void *ep, const char *reason) {
   gp->waiting = mysg;
   gp->param = NULL;
   waitq_enqueue(q, mysg);
-  goro_gopark(chanparkcommit, &c->lock, reason);
+}
+
+static bool chanwoken(const char *reason) {
   /* The waker set param and success before readying us; nobody else
-  ** refers to mysg any more. */
-  if (gp->waiting != mysg || gp->param != mysg)
+  ** refers to the sudog any more. */
+  G *gp = goro_getg();
+  sudog *mysg = gp->waiting;
+  if (mysg == NULL || gp->param != mysg)
     goro_throw("%s: G waiting list is corrupted", reason);
   bool success = mysg->success;
   gp->waiting = NULL;
@@ -320,13 +325,30 @@ static bool chanpark(goro_chan *c, waitq *q, void *ep, const char *reason) {
   return success;
 }
 
+/* How a blocking operation parks: NULL for the ordinary park, which keeps
+** the stack, or the continuation of goro_park_k. */
+typedef struct parkk {
+  goro_chanop *op;
+  goro_fn k;
+  void *karg;
+} parkk;
+
+static bool chanpark(goro_chan *c, waitq *q, void *ep, const char *reason,
+                     const parkk *pk) {
+  chanwait(c, q, ep);
+  if (pk)
+    goro_park_k(chanparkcommit, &c->lock, reason, pk->k, pk->karg);
+  goro_gopark(chanparkcommit, &c->lock, reason);
+  return chanwoken(reason);
+}
+
 /*
 ** Go's chansend.  Closed: fail.  A receiver waiting: hand the value over.
 ** Room in the buffer: store it.  Otherwise wait (or, non-blocking, give
 ** up).  The order matters: a waiting receiver implies an empty buffer,
 ** so handing over first keeps FIFO order.
 */
-static int chansend(goro_chan *c, const void *ep, bool block) {
+static int chansend(goro_chan *c, const void *ep, bool block, const parkk *pk) {
   if (c == NULL)
     return GORO_EINVAL;   /* Go blocks forever on a nil channel */
   goro_mutex_lock(&c->lock);
@@ -352,8 +374,10 @@ static int chansend(goro_chan *c, const void *ep, bool block) {
     return GORO_EAGAIN;
   }
   /* The receiver copies from *ep while we are parked: it stays valid,
-  ** being in the caller's frame. */
-  if (!chanpark(c, &c->sendq, (void *)ep, "chan send"))
+  ** being in the caller's frame (or, with pk, wherever the caller put it). */
+  if (pk)
+    pk->op->kind = OP_SEND_KIND;
+  if (!chanpark(c, &c->sendq, (void *)ep, "chan send", pk))
     return GORO_ECLOSED;   /* closed while we waited (Go panics here) */
   return GORO_OK;
 }
@@ -363,7 +387,8 @@ static int chansend(goro_chan *c, const void *ep, bool block) {
 ** sender waiting: take its value (through the buffer if there is one).
 ** A value buffered: take it.  Otherwise wait.
 */
-static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block) {
+static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block,
+                    const parkk *pk) {
   bool received;
   if (c == NULL)
     return GORO_EINVAL;   /* Go blocks forever on a nil channel */
@@ -395,7 +420,11 @@ static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block) {
   }
   /* A sender writes the value to *ep, or close zeroes it, before we are
   ** readied. */
-  received = chanpark(c, &c->recvq, ep, "chan receive");
+  if (pk) {
+    pk->op->kind = OP_RECV_KIND;
+    pk->op->ok = ok;
+  }
+  received = chanpark(c, &c->recvq, ep, "chan receive", pk);
 
 done:
   if (ok)
@@ -404,19 +433,51 @@ done:
 }
 
 int goro_chan_send(goro_chan *c, const void *elem) {
-  return chansend(c, elem, true);
+  return chansend(c, elem, true, NULL);
 }
 
 int goro_chan_trysend(goro_chan *c, const void *elem) {
-  return chansend(c, elem, false);
+  return chansend(c, elem, false, NULL);
 }
 
 int goro_chan_recv(goro_chan *c, void *elem, bool *ok) {
-  return chanrecv(c, elem, ok, true);
+  return chanrecv(c, elem, ok, true, NULL);
 }
 
 int goro_chan_tryrecv(goro_chan *c, void *elem, bool *ok) {
-  return chanrecv(c, elem, ok, false);
+  return chanrecv(c, elem, ok, false, NULL);
+}
+
+int goro_chan_send_k(goro_chan *c, const void *elem, goro_chanop *op,
+                     goro_fn k, void *karg) {
+  parkk pk = { op, k, karg };
+  return chansend(c, elem, true, &pk);
+}
+
+int goro_chan_recv_k(goro_chan *c, void *elem, bool *ok, goro_chanop *op,
+                     goro_fn k, void *karg) {
+  parkk pk = { op, k, karg };
+  return chanrecv(c, elem, ok, true, &pk);
+}
+
+/* After a goro_park_k in one of the above, on the fresh stack. */
+int goro_chanop_finish(goro_chanop *op, int *chosen) {
+  int kind = op->kind;
+  op->kind = 0;
+  switch (kind) {
+    case OP_SEND_KIND:
+      return chanwoken("chan send") ? GORO_OK : GORO_ECLOSED;
+    case OP_RECV_KIND: {
+      bool received = chanwoken("chan receive");
+      if (op->ok)
+        *op->ok = received;
+      return GORO_OK;
+    }
+    case OP_SELECT_KIND:
+      return goro_selectop_finish(op, chosen);
+    default:
+      goro_throw("goro_chanop_finish: no operation pending");
+  }
 }
 
 /*

@@ -34,6 +34,12 @@ void waitq_remove(waitq *q, sudog *sg);
 void chan_send_to(goro_chan *c, sudog *sg, const void *ep);
 void chan_recv_from(goro_chan *c, sudog *sg, void *ep);
 
+/* goro_chanop.kind of a pending operation. */
+enum { OP_SEND_KIND = 1, OP_RECV_KIND, OP_SELECT_KIND };
+
+/* select.c: pass 3 of a select, after its park. */
+int goro_selectop_finish(goro_chanop *op, int *chosen);
+
 static inline char *chanbuf(goro_chan *c, size_t i) {
   return c->buf + i * c->elemsize;
 }

@@ -139,17 +139,43 @@ _Noreturn void goro_fiber_exit_to_g0(M *mp, G *gp) {
 ** wears gp's fiber; TSan forbids a fiber on two threads, so in TSan builds
 ** the other M waits (goro_fiber_to_g) until this one has switched back.
 */
-bool goro_fiber_unlock_as(M *mp, G *gp, goro_unlockf f, void *lock) {
+bool goro_fiber_unlock_as(M *mp, G *gp, void *fiber, goro_unlockf f, void *lock) {
 #ifdef GORO_TSAN
   atomic_store_explicit(&gp->tsan_unlocking, true, memory_order_relaxed);
-  __tsan_switch_to_fiber(gp->tsan_fiber, 0);
+  __tsan_switch_to_fiber(fiber, 0);
   bool parked = f(gp, lock);
   __tsan_switch_to_fiber(mp->g0_tsan_fiber, 0);
   atomic_store_explicit(&gp->tsan_unlocking, false, memory_order_release);
   return parked;
 #else
-  (void)mp;
+  (void)mp; (void)fiber;
   return f(gp, lock);
+#endif
+}
+
+/*
+** A G parked by goro_park_k restarts on a fresh stack, but its TSan fiber
+** still has the abandoned frames on its shadow stack, which would grow with
+** every such park.  So it gets a new fiber; the old one is returned for the
+** park's unlock (it took the lock) and released after it.
+*/
+void *goro_fiber_renew(G *gp) {
+#ifdef GORO_TSAN
+  void *old = gp->tsan_fiber;
+  gp->tsan_fiber = __tsan_create_fiber(0);
+  return old;
+#else
+  (void)gp;
+  return NULL;
+#endif
+}
+
+void goro_fiber_release(void *fiber) {
+#ifdef GORO_TSAN
+  if (fiber)
+    __tsan_destroy_fiber(fiber);
+#else
+  (void)fiber;
 #endif
 }
 

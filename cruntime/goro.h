@@ -80,6 +80,25 @@ typedef void (*goro_fn)(void *arg);
 ** reused), or a negative GORO_E* code. */
 int64_t goro_spawn(goro_fn fn, void *arg);
 
+/* Options of goro_spawn_ex.  Zero fields take the default. */
+typedef struct goro_spawn_opts {
+  struct goro_token *token;  /* the goroutine runs only while it owns this
+                             ** token (see Tokens below) */
+  void *local;               /* initial value of its goro_getlocal() slot */
+} goro_spawn_opts;
+
+int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts);
+
+/* One pointer of goroutine-local storage for embedders: the Lua binding
+** keeps its per-goroutine state here.  On a foreign thread, the slot of
+** that thread. */
+void *goro_getlocal(void);
+void goro_setlocal(void *p);
+
+/* True when sysmon has asked the calling goroutine to yield.  Safe in a
+** signal handler. */
+bool goro_preempt_requested(void);
+
 /* Id of the calling goroutine; 0 on a thread that is not running one. */
 int64_t goro_id(void);
 
@@ -144,6 +163,16 @@ void goro_park(goro_unlockf unlock, void *arg, const char *reason);
 */
 void goro_ready(goro_g *g);
 
+/*
+** Park without keeping a stack.  Like goro_park, but the caller's stack is
+** given back to the scheduler and this call never returns: once readied,
+** the goroutine starts over on a fresh stack at k(karg), and when k returns
+** the goroutine ends.  Everything the goroutine needs after the park, and
+** `arg`, must live outside its stack.  Only from a goroutine.
+*/
+_Noreturn void goro_park_k(goro_unlockf unlock, void *arg, const char *reason,
+                           goro_fn k, void *karg);
+
 /* Make `n` parked goroutines runnable at once, waking idle Ps for them (Go's
 ** injectglist).  For pollers and timers that ready many in one go. */
 void goro_ready_batch(goro_g *const *gs, int n);
@@ -205,6 +234,67 @@ typedef struct goro_select_case {
 */
 int goro_select(goro_select_case *cases, int n, bool block, int *chosen);
 
+/*
+** Continuation forms, for goroutines that park with goro_park_k.  Each
+** either completes at once and returns its result as the blocking form
+** does, or parks the goroutine without its stack and never returns; the
+** goroutine then restarts at k(karg), which calls goro_chanop_finish(op)
+** for the result.  `op`, the elements, the `ok` flag and the cases must
+** outlive the park.  Only from a goroutine.
+*/
+typedef struct goro_chanop {
+  int kind;                    /* private, like every field */
+  goro_select_case *cases;
+  int ncases, norder;
+  bool *ok;
+  uint16_t *order;             /* select: poll order, then lock order */
+  uint16_t inorder[16];
+} goro_chanop;
+
+int goro_chan_send_k(goro_chan *c, const void *elem, goro_chanop *op,
+                     goro_fn k, void *karg);
+int goro_chan_recv_k(goro_chan *c, void *elem, bool *ok, goro_chanop *op,
+                     goro_fn k, void *karg);
+int goro_select_k(goro_select_case *cases, int n, bool block, int *chosen,
+                  goro_chanop *op, goro_fn k, void *karg);
+/* After the restart: the operation's result, as the blocking form gives
+** it (for a select, *chosen is set too). */
+int goro_chanop_finish(goro_chanop *op, int *chosen);
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Tokens: code that must not run on two threads at once
+** =======================================================
+*/
+
+/*
+** A token is an exclusive right to run, passed between goroutines (and
+** foreign threads) in FIFO order.  A goroutine spawned with a token, or
+** that acquired one, runs only while it owns it: an M that picks it while
+** another owns the token queues it on the token instead of blocking, and
+** whenever the owner stops running (parks, yields, is preempted, ends) the
+** token passes to the first in its queue.  The Lua binding gives each Lua
+** state one, so that Lua code never runs on two threads at once while Lua
+** goroutines still move between Ms.
+**
+** A foreign thread that owns a token and holds it for more than 10 ms while
+** others wait for it is reported to the preemption hook with goid 0.
+*/
+typedef struct goro_token goro_token;
+
+goro_token *goro_token_new(void);
+void goro_token_free(goro_token *t);       /* fatal if anyone waits on it */
+/* Wait for the token (parking, from a goroutine).  Owned already: no-op. */
+void goro_token_acquire(goro_token *t);
+/* Give it up, to the first waiter if any.  The caller must own it.  A
+** goroutine that releases its token is no longer bound to it. */
+void goro_token_release(goro_token *t);
+bool goro_token_owned(goro_token *t);      /* by the caller */
+bool goro_token_contended(goro_token *t);  /* somebody waits for it */
+
 /* }====================================================== */
 
 
@@ -239,6 +329,17 @@ void goro_stats(goro_stats_t *out);
 ** cannot poll (a Lua VM) uses the hook to interrupt the thread, e.g. with a
 ** signal.  The hook must not block.  NULL removes it.
 */
+/*
+** Deadlock detection, off by default: a C program may have threads the
+** runtime does not know about that will wake its goroutines.  With a
+** handler set, when every M is idle, no goroutine is runnable, no timer or
+** I/O wait is pending, and every foreign thread that uses the runtime is
+** blocked in it, the handler is called (on some thread); it is expected not
+** to return (Go prints "all goroutines are asleep - deadlock!" and exits).
+*/
+typedef void (*goro_deadlock_handler)(void *ud);
+void goro_set_deadlock_handler(goro_deadlock_handler fn, void *ud);
+
 typedef void (*goro_preempt_hook)(pthread_t thread, int64_t goid, void *ud);
 void goro_set_preempt_hook(goro_preempt_hook hook, void *ud);
 

@@ -52,6 +52,7 @@ enum {
 enum {
   GO_NONE,
   GO_PARK,          /* call waitunlockf, then leave it waiting */
+  GO_PARK_K,        /* the same, and drop its stack: it restarts at fn */
   GO_YIELD,         /* requeue it on the global queue (Gosched) */
   GO_EXIT,          /* it finished: free it */
   GO_EXITSYSCALL    /* it left a syscall and found no P */
@@ -76,6 +77,8 @@ struct goro_g {
   G *schedlink;               /* global run queue, free lists, batches */
   G *alllink;                 /* every G ever made (allgs) */
   M *m;                       /* M running it, NULL when not running */
+  goro_token *token;          /* runs only while owning this (token.c) */
+  void *local;                /* goro_getlocal */
 
   /* goro_park: run by g0 after the switch */
   goro_unlockf waitunlockf;
@@ -84,6 +87,7 @@ struct goro_g {
 
   /* foreign waiter: parks on this instead of a run queue */
   goro_sema sema;
+  pthread_t thread;
 
   /* channels and select (chan.c, select.c) */
   void *param;                /* set by the waker before goro_ready */
@@ -201,6 +205,10 @@ typedef struct sched_t {
   _Atomic uint64_t nhandoff;
   _Atomic uint64_t npreempt;
 
+  /* Waits that something outside the scheduler will end (timers, I/O):
+  ** while there are any, nobody is deadlocked. */
+  _Atomic int64_t nexternalwait;
+
   _Atomic bool running;
   _Atomic bool stopping;
 } sched_t;
@@ -216,6 +224,16 @@ G *goro_getg(void);
 /* Park/ready as used inside the runtime (goro_park/goro_ready's bodies). */
 void goro_gopark(goro_unlockf unlockf, void *lock, const char *reason);
 void goro_goready(G *gp);
+
+/* token.c, for the scheduler: on g0, before running gp (false: gp is now
+** queued on its token instead), and after it stopped running. */
+bool goro_token_claim(G *gp);
+void goro_token_switched_out(G *gp, P *pp);
+int goro_token_sysmon(int64_t now);   /* preempt foreign owners */
+bool goro_token_waiting(void);        /* any G queued on any token */
+
+/* sched.c: tell the embedder's preemption hook (sysmon). */
+void goro_call_preempt_hook(pthread_t thread, int64_t goid);
 
 /* Random numbers: per M, or per foreign thread. */
 uint32_t goro_fastrand(void);
@@ -247,7 +265,9 @@ void goro_fiber_to_g0(M *mp, G *gp);   /* gp -> g0; returns when gp resumes */
 _Noreturn void goro_fiber_exit_to_g0(M *mp, G *gp); /* gp is dead */
 void goro_fiber_started(G *gp);        /* first thing a new G runs */
 void goro_fiber_clean_stack(goro_stack *s); /* before a new G uses s */
-bool goro_fiber_unlock_as(M *mp, G *gp, goro_unlockf f, void *lock);
+bool goro_fiber_unlock_as(M *mp, G *gp, void *fiber, goro_unlockf f, void *lock);
+void *goro_fiber_renew(G *gp);         /* new TSan fiber; returns the old */
+void goro_fiber_release(void *fiber);  /* destroy an old one */
 
 /* sysmon.c */
 int goro_sysmon_start(void);

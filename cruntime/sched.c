@@ -52,6 +52,14 @@ static _Atomic int nwaiters;
 static goro_preempt_hook preempt_hook;
 static void *preempt_ud;
 
+/* Deadlock detection (checkdead), all under sched.lock: the handler, the
+** foreign threads that have used the runtime, how many of them are blocked
+** in it, and how many of those in goro_wait.  Outside `sched`, which
+** goro_init clears: a foreign thread outlives a runtime restart. */
+static goro_deadlock_handler deadlock_handler;
+static void *deadlock_ud;
+static int nforeign, nforeignblocked, nforeignwaitall;
+
 /*
 ** The compiler may cache the address of a thread-local variable across a
 ** call; a G that parks on one M and resumes on another would then read the
@@ -301,6 +309,8 @@ void handoffp(P *pp) {
   goro_mutex_unlock(&sched.lock);
 }
 
+static void checkdead(void);
+
 /* Park an M without work until startm hands it a P.  False: shutdown. */
 static bool stopm(M *mp) {
   goro_note_clear(&mp->park);
@@ -312,6 +322,7 @@ static bool stopm(M *mp) {
   mp->schedlink = sched.midle;
   sched.midle = mp;
   sched.nmidle++;
+  checkdead();   /* may not return */
   goro_mutex_unlock(&sched.lock);
   goro_note_sleep(&mp->park);
   if (mp->exiting)
@@ -442,6 +453,10 @@ static void gentry(void *arg) {
 static void execute(M *mp, G *gp, bool inherit) {
   for (;;) {
     P *pp = mp->p;
+    /* A G bound to a token that another owns waits in the token's queue,
+    ** runnable; this M goes on with other work. */
+    if (gp->token && !goro_token_claim(gp))
+      return;
     setgstatus(gp, G_RUNNABLE, G_RUNNING);
     if (!inherit)
       COUNTER_INC(pp->schedtick);
@@ -449,7 +464,8 @@ static void execute(M *mp, G *gp, bool inherit) {
     gp->m = mp;
     RELEASE_STORE(mp->curg, gp);
     if (gp->ctx.sp == NULL) {
-      /* First run: give it a stack if it has none, and a fresh frame. */
+      /* First run, or a restart after goro_park_k: a stack and a fresh
+      ** frame at gentry. */
       if (gp->stack.lo == NULL && goro_stack_alloc(pp, &gp->stack) != GORO_OK)
         goro_throw("goroutine %lld: cannot map a stack: %s (check "
                    "/proc/sys/vm/max_map_count)", (long long)gp->goid,
@@ -462,15 +478,35 @@ static void execute(M *mp, G *gp, bool inherit) {
     /* Back on g0 of this same M: gp's registers are saved. */
     RELAXED_STORE(mp->curg, NULL);
     gp->m = NULL;
+    pp = mp->p;
+    /* Whatever it asked for, it stops running: its token goes on.  Before
+    ** anything can make it runnable again, or it would find the token
+    ** still its own while this M hands it away. */
+    if (gp->token)
+      goro_token_switched_out(gp, pp);
     switch (mp->after) {
-      case GO_PARK: {
+      case GO_PARK:
+      case GO_PARK_K: {
         goro_unlockf unlockf = gp->waitunlockf;
         void *lock = gp->waitlock;
+        void *oldfiber = NULL;
         gp->waitunlockf = NULL;
         gp->waitlock = NULL;
+        if (mp->after == GO_PARK_K) {
+          /* Its frames are abandoned: it restarts at gp->fn.  The stack
+          ** goes back now, while nobody else can run gp; so does its TSan
+          ** fiber, whose shadow stack holds those frames. */
+          gp->ctx.sp = NULL;
+          goro_stack_free(pp, &gp->stack);
+          oldfiber = goro_fiber_renew(gp);
+        }
+        void *fiber = oldfiber ? oldfiber : gp->tsan_fiber;
         setgstatus(gp, G_RUNNING, G_WAITING);
         /* From here on gp belongs to whoever readies it: do not touch. */
-        if (unlockf && !goro_fiber_unlock_as(mp, gp, unlockf, lock)) {
+        bool parked = !unlockf || goro_fiber_unlock_as(mp, gp, fiber, unlockf, lock);
+        if (oldfiber)
+          goro_fiber_release(oldfiber);
+        if (!parked) {
           setgstatus(gp, G_WAITING, G_RUNNABLE);
           inherit = true;
           continue;
@@ -506,6 +542,8 @@ static void goexit(M *mp, G *gp) {
   gp->ctx.sp = NULL;
   gp->fn = NULL;
   gp->arg = NULL;
+  gp->token = NULL;
+  gp->local = NULL;
   atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
   gfput(mp->p, gp);
   int64_t left = atomic_fetch_sub(&sched.ngoroutines, 1) - 1;
@@ -676,6 +714,9 @@ static void *mstart(void *arg) {
 */
 
 static void free_waiter(void *p) {
+  goro_mutex_lock(&sched.lock);
+  nforeign--;
+  goro_mutex_unlock(&sched.lock);
   free(p);
 }
 
@@ -696,7 +737,11 @@ static G *waiter(void) {
     if (!gp)
       goro_throw("out of memory");
     gp->foreign = true;
+    gp->thread = pthread_self();
     atomic_store(&gp->status, G_RUNNING);
+    goro_mutex_lock(&sched.lock);
+    nforeign++;
+    goro_mutex_unlock(&sched.lock);
     pthread_setspecific(waiter_key, gp);
     tls_waiter = gp;
   }
@@ -726,6 +771,11 @@ void goro_gopark(goro_unlockf unlockf, void *lock, const char *reason) {
       atomic_store(&gp->status, G_RUNNING);
       return;
     }
+    /* Blocked, unless the waker already came (it counted us out). */
+    goro_mutex_lock(&sched.lock);
+    nforeignblocked++;
+    checkdead();
+    goro_mutex_unlock(&sched.lock);
     goro_sema_wait(&gp->sema);
     atomic_store(&gp->status, G_RUNNING);
     return;
@@ -744,10 +794,18 @@ void goro_gopark(goro_unlockf unlockf, void *lock, const char *reason) {
   /* Resumed, perhaps on another M: mp is stale now. */
 }
 
+/* Wake a parked foreign thread; it no longer counts as blocked. */
+static void foreign_wake(G *gp) {
+  goro_mutex_lock(&sched.lock);
+  nforeignblocked--;
+  goro_mutex_unlock(&sched.lock);
+  goro_sema_post(&gp->sema);
+}
+
 void goro_goready(G *gp) {
   casgstatus(gp, G_WAITING, G_RUNNABLE);
   if (gp->foreign) {
-    goro_sema_post(&gp->sema);
+    foreign_wake(gp);
     return;
   }
   M *mp = goro_getm();
@@ -766,6 +824,21 @@ void goro_park(goro_unlockf unlock, void *arg, const char *reason) {
   goro_gopark(unlock, arg, reason);
 }
 
+_Noreturn void goro_park_k(goro_unlockf unlock, void *arg, const char *reason,
+                           goro_fn k, void *karg) {
+  M *mp = goro_getm();
+  G *gp = mp ? mp->curg : NULL;
+  if (gp == NULL || atomic_load(&gp->status) != G_RUNNING)
+    goro_throw("goro_park_k: not called from a running goroutine");
+  gp->waitunlockf = unlock;
+  gp->waitlock = arg;
+  gp->waitreason = reason;
+  gp->fn = k;
+  gp->arg = karg;
+  mp->after = GO_PARK_K;
+  goro_fiber_exit_to_g0(mp, gp);
+}
+
 void goro_ready(goro_g *g) {
   goro_goready(g);
 }
@@ -778,7 +851,7 @@ void goro_ready_batch(goro_g *const *gs, int n) {
     G *gp = gs[i];
     casgstatus(gp, G_WAITING, G_RUNNABLE);
     if (gp->foreign) {
-      goro_sema_post(&gp->sema);
+      foreign_wake(gp);
       continue;
     }
     gp->schedlink = NULL;
@@ -816,7 +889,7 @@ bool goro_running(void) {
   return atomic_load(&sched.running) && !atomic_load(&sched.stopping);
 }
 
-int64_t goro_spawn(goro_fn fn, void *arg) {
+int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts) {
   if (fn == NULL)
     return GORO_EINVAL;
   if (!goro_running())
@@ -828,6 +901,8 @@ int64_t goro_spawn(goro_fn fn, void *arg) {
     return GORO_ENOMEM;
   gp->fn = fn;
   gp->arg = arg;
+  gp->token = opts ? opts->token : NULL;
+  gp->local = opts ? opts->local : NULL;
   gp->goid = atomic_fetch_add_explicit(&sched.goidgen, 1, memory_order_relaxed) + 1;
   gp->ctx.sp = NULL;
   atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
@@ -844,6 +919,24 @@ int64_t goro_spawn(goro_fn fn, void *arg) {
   }
   wakep();
   return id;
+}
+
+int64_t goro_spawn(goro_fn fn, void *arg) {
+  return goro_spawn_ex(fn, arg, NULL);
+}
+
+void *goro_getlocal(void) {
+  return goro_getg()->local;
+}
+
+void goro_setlocal(void *p) {
+  goro_getg()->local = p;
+}
+
+bool goro_preempt_requested(void) {
+  M *mp = goro_getm();
+  G *gp = mp ? ACQUIRE_LOAD(mp->curg) : NULL;
+  return gp && atomic_load_explicit(&gp->preempt, memory_order_relaxed);
 }
 
 int64_t goro_id(void) {
@@ -893,6 +986,17 @@ int goro_wait(int64_t timeout_ns) {
     }
   }
   int rc = GORO_OK;
+  bool foreign = goro_getm() == NULL;
+  if (foreign) {
+    /* A foreign thread in here can only be woken by goroutines ending:
+    ** to checkdead it is blocked (waitall). */
+    waiter();
+    goro_mutex_lock(&sched.lock);
+    nforeignblocked++;
+    nforeignwaitall++;
+    checkdead();
+    goro_mutex_unlock(&sched.lock);
+  }
   goro_entersyscall();
   atomic_fetch_add(&nwaiters, 1);
   pthread_mutex_lock(&waitmu);
@@ -908,12 +1012,25 @@ int goro_wait(int64_t timeout_ns) {
   pthread_mutex_unlock(&waitmu);
   atomic_fetch_sub(&nwaiters, 1);
   goro_exitsyscall();
+  if (foreign) {
+    goro_mutex_lock(&sched.lock);
+    nforeignblocked--;
+    nforeignwaitall--;
+    goro_mutex_unlock(&sched.lock);
+  }
   return rc;
 }
 
 void goro_set_preempt_hook(goro_preempt_hook hook, void *ud) {
   __atomic_store_n(&preempt_ud, ud, __ATOMIC_RELAXED);
   __atomic_store_n(&preempt_hook, hook, __ATOMIC_RELEASE);
+}
+
+void goro_call_preempt_hook(pthread_t thread, int64_t goid) {
+  atomic_fetch_add_explicit(&sched.npreempt, 1, memory_order_relaxed);
+  goro_preempt_hook hook = __atomic_load_n(&preempt_hook, __ATOMIC_ACQUIRE);
+  if (hook)
+    hook(thread, goid, __atomic_load_n(&preempt_ud, __ATOMIC_RELAXED));
 }
 
 /* Called by sysmon: ask the G running on pp to yield. */
@@ -923,10 +1040,45 @@ void goro_preemptone(P *pp) {
   G *gp = ACQUIRE_LOAD(mp->curg);
   if (gp == NULL) return;
   atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);
-  atomic_fetch_add_explicit(&sched.npreempt, 1, memory_order_relaxed);
-  goro_preempt_hook hook = __atomic_load_n(&preempt_hook, __ATOMIC_ACQUIRE);
-  if (hook)
-    hook(mp->thread, gp->goid, __atomic_load_n(&preempt_ud, __ATOMIC_RELAXED));
+  goro_call_preempt_hook(mp->thread, gp->goid);
+}
+
+void goro_set_deadlock_handler(goro_deadlock_handler fn, void *ud) {
+  goro_mutex_lock(&sched.lock);
+  deadlock_handler = fn;
+  deadlock_ud = ud;
+  goro_mutex_unlock(&sched.lock);
+}
+
+/*
+** Go's checkdead, with sched.lock held: is anything left that could ever
+** make progress?  Not if every M is idle (so no goroutine runs, none is in
+** a syscall, and the run queues are empty: an M drops its P only after
+** finding them so), nothing outside the scheduler (a timer, the poller)
+** will ready a goroutine, and every foreign thread that uses the runtime is
+** itself blocked in it, those in goro_wait with goroutines still alive to
+** wait for.  Everything that changes these counts does so under sched.lock,
+** so the answer is exact, not a guess.
+*/
+static void checkdead(void) {
+  if (deadlock_handler == NULL || atomic_load(&sched.stopping) ||
+      !atomic_load(&sched.running))
+    return;
+  if (sched.nmidle != sched.mcount || nforeign == 0 ||
+      nforeignblocked != nforeign ||
+      atomic_load(&sched.nexternalwait) > 0 ||
+      atomic_load(&sched.runqsize) > 0)
+    return;
+  if (nforeignwaitall > 0 && atomic_load(&sched.ngoroutines) == 0)
+    return;
+  for (int i = 0; i < sched.nprocs; i++)
+    if (!runqempty(sched.allp[i]))
+      return;
+  goro_deadlock_handler fn = deadlock_handler;
+  void *ud = deadlock_ud;
+  goro_mutex_unlock(&sched.lock);
+  fn(ud);
+  goro_throw("all goroutines are asleep - deadlock!");
 }
 
 /* }====================================================== */

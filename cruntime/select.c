@@ -18,7 +18,6 @@
 
 #include "chan.h"
 
-enum { SELECT_STACK_CASES = 64 };
 
 /* Go's sellock: lock every channel in address order.  Two selects that
 ** share channels take their locks in the same order, so they cannot
@@ -54,19 +53,13 @@ static void selunlock(goro_select_case *cases, const uint16_t *lockorder, int n)
   selunlock_except(cases, lockorder, n, NULL);
 }
 
-typedef struct selpark {
-  goro_select_case *cases;
-  const uint16_t *lockorder;
-  int n;
-} selpark;
-
 /* Go's selparkcommit: the park callback of a select, run once the G's
 ** state is saved.  Until then every channel stays locked, so no waker can
 ** find one of its sudogs before it can be readied. */
 static bool selparkcommit(goro_g *g, void *arg) {
   (void)g;
-  selpark *sp = arg;
-  selunlock(sp->cases, sp->lockorder, sp->n);
+  goro_chanop *op = arg;
+  selunlock(op->cases, op->order + op->ncases, op->norder);
   return true;
 }
 
@@ -164,8 +157,31 @@ static bool parkforever(goro_g *g, void *arg) {
   return true;
 }
 
-/* Go's selectgo, with Go's block flag standing for "no default case". */
-int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
+/* The poll and lock orders: 2n indices, in the op if they fit. */
+static int order_alloc(goro_chanop *op, int n) {
+  op->order = op->inorder;
+  if (2 * (size_t)n > sizeof op->inorder / sizeof op->inorder[0]) {
+    op->order = malloc(2 * (size_t)n * sizeof *op->order);
+    if (op->order == NULL)
+      return GORO_ENOMEM;
+  }
+  return GORO_OK;
+}
+
+static void order_free(goro_chanop *op) {
+  if (op->order != op->inorder)
+    free(op->order);
+  op->order = NULL;
+}
+
+/*
+** Go's selectgo, with Go's block flag standing for "no default case".
+** `op` holds what outlives a park (the cases and both orders): on the
+** caller's stack for goro_select, in the caller's memory for goro_select_k,
+** whose park (pk) drops the stack.
+*/
+static int selectgo(goro_select_case *cases, int n, bool block, int *chosen,
+                    goro_chanop *op, goro_fn k, void *karg) {
   int unused;
   if (chosen == NULL)
     chosen = &unused;
@@ -176,14 +192,11 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
     if (cases[i].c && cases[i].dir != GORO_SELECT_RECV &&
         cases[i].dir != GORO_SELECT_SEND)
       return GORO_EINVAL;
-
-  uint16_t stackorder[2 * SELECT_STACK_CASES];
-  uint16_t *order = stackorder;
-  if (n > SELECT_STACK_CASES) {
-    order = malloc(2 * (size_t)n * sizeof *order);
-    if (!order) return GORO_ENOMEM;
-  }
-  uint16_t *pollorder = order, *lockorder = order + n;
+  if (order_alloc(op, n) != GORO_OK)
+    return GORO_ENOMEM;
+  uint16_t *pollorder = op->order, *lockorder = op->order + n;
+  op->cases = cases;
+  op->ncases = n;
 
   /* Random poll order over the enabled cases (an inside-out Fisher-Yates
   ** shuffle, as Go's cheaprandn loop): among several ready cases each is
@@ -198,21 +211,17 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
     pollorder[j] = (uint16_t)i;
     norder++;
   }
+  op->norder = norder;
   int rc = GORO_OK;
 
   if (norder == 0) {
-    if (!block) {
-      rc = GORO_EAGAIN;
-      goto out;
-    }
+    order_free(op);
+    if (!block)
+      return GORO_EAGAIN;
     /* select {} : from a goroutine, block forever, as Go.  A foreign thread
     ** would hang for good: tell it instead. */
-    if (goro_getm() == NULL) {
-      rc = GORO_EDEADLK;
-      goto out;
-    }
-    if (order != stackorder)
-      free(order);
+    if (goro_getm() == NULL)
+      return GORO_EDEADLK;
     goro_gopark(parkforever, NULL, "select (no cases)");
     goro_throw("select with no cases was woken");
   }
@@ -222,11 +231,11 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
   sellock(cases, lockorder, norder);
 
   /* Pass 1: a case that can proceed now. */
-  for (int k = 0; k < norder; k++) {
-    int i = pollorder[k];
-    int r = trycase(cases, i, lockorder, norder);
+  for (int i = 0; i < norder; i++) {
+    int casi = pollorder[i];
+    int r = trycase(cases, casi, lockorder, norder);
     if (r != NOT_READY) {
-      *chosen = i;
+      *chosen = casi;
       rc = r;
       goto out;
     }
@@ -240,27 +249,42 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
   /* Pass 2: a sudog on every channel, linked in lock order on G.waiting. */
   G *gp = goro_getg();
   sudog **link = &gp->waiting;
-  for (int k = 0; k < norder; k++) {
-    int i = lockorder[k];
+  for (int i = 0; i < norder; i++) {
+    int casi = lockorder[i];
     sudog *sg = goro_acquire_sudog();
     sg->g = gp;
     sg->isselect = true;
-    sg->elem = cases[i].elem;
-    sg->c = cases[i].c;
-    sg->caseidx = i;
+    sg->elem = cases[casi].elem;
+    sg->c = cases[casi].c;
+    sg->caseidx = casi;
     *link = sg;
     link = &sg->waitlink;
-    if (cases[i].dir == GORO_SELECT_RECV)
-      waitq_enqueue(&cases[i].c->recvq, sg);
+    if (cases[casi].dir == GORO_SELECT_RECV)
+      waitq_enqueue(&cases[casi].c->recvq, sg);
     else
-      waitq_enqueue(&cases[i].c->sendq, sg);
+      waitq_enqueue(&cases[casi].c->sendq, sg);
   }
   *link = NULL;
   gp->param = NULL;
-  selpark sp = { cases, lockorder, norder };
-  goro_gopark(selparkcommit, &sp, "select");
+  op->kind = OP_SELECT_KIND;
+  if (k)
+    goro_park_k(selparkcommit, op, "select", k, karg);
+  goro_gopark(selparkcommit, op, "select");
+  return goro_selectop_finish(op, chosen);
 
-  /* Pass 3: the winner is in param; take the others off their queues. */
+out:
+  order_free(op);
+  return rc;
+}
+
+/* Pass 3: the winner is in param; take the others off their queues. */
+int goro_selectop_finish(goro_chanop *op, int *chosen) {
+  goro_select_case *cases = op->cases;
+  uint16_t *lockorder = op->order + op->ncases;
+  int norder = op->norder;
+  int rc = GORO_OK;
+  G *gp = goro_getg();
+  op->kind = 0;
   sellock(cases, lockorder, norder);
   atomic_store(&gp->selectdone, 0);
   sudog *won = gp->param;
@@ -286,14 +310,24 @@ int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
   if (casi < 0)
     goro_throw("select: woken without a winning case");
   selunlock(cases, lockorder, norder);
-  *chosen = casi;
+  order_free(op);
+  if (chosen)
+    *chosen = casi;
   if (cases[casi].dir == GORO_SELECT_RECV)
     cases[casi].ok = success;   /* false: closed (elem zeroed by close) */
   else if (!success)
     rc = GORO_ECLOSED;          /* a send woken by close */
-
-out:
-  if (order != stackorder)
-    free(order);
   return rc;
+}
+
+int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
+  goro_chanop op;
+  return selectgo(cases, n, block, chosen, &op, NULL, NULL);
+}
+
+int goro_select_k(goro_select_case *cases, int n, bool block, int *chosen,
+                  goro_chanop *op, goro_fn k, void *karg) {
+  if (k == NULL)
+    return GORO_EINVAL;
+  return selectgo(cases, n, block, chosen, op, k, karg);
 }

@@ -11,7 +11,8 @@
 **            the scheduler is asked to yield: its preempt flag is set (C
 **            tasks see it at goro_yield / goro_preempt_point) and the
 **            embedder's hook is told, so it can interrupt code that does not
-**            poll (a Lua VM, by a signal).
+**            poll (a Lua VM, by a signal).  So is a foreign thread that has
+**            kept a token 10 ms while goroutines wait for it (token.c).
 **
 ** It also gives back the pages of surplus pooled stacks (stack.c), a batch
 ** per tick.  When every P is idle and no M is in a syscall there is nothing
@@ -112,9 +113,11 @@ static void schedtrace(int64_t start, int64_t now) {
   fputs(line, stderr);
 }
 
+/* Nothing to watch: no P busy, no M in a syscall, and no goroutine queued
+** on a token (whose foreign owner may need preempting). */
 static bool all_idle(void) {
   return atomic_load(&sched.npidle) == sched.nprocs &&
-         atomic_load(&sched.nmsyscall) == 0;
+         atomic_load(&sched.nmsyscall) == 0 && !goro_token_waiting();
 }
 
 static void *sysmon(void *arg) {
@@ -149,7 +152,7 @@ static void *sysmon(void *arg) {
     int64_t now = goro_nanotime();
     if (goro_stack_scavenge() > 0)
       quiet = 0;
-    if (retake(now) > 0) {
+    if (retake(now) + goro_token_sysmon(now) > 0) {
       quiet = 0;
       delay_us = SYSMON_MIN_US;
     } else if (++quiet > 50) {

@@ -1,0 +1,258 @@
+/*
+** token.c — tokens: an exclusive right to run, passed in FIFO order.
+**
+** A Lua state is not thread-safe, so its goroutines must never run two at
+** a time, yet they should stay ordinary goroutines: in the Ps' run queues,
+** stolen, migrating between Ms.  A token squares the two.  A G bound to a
+** token (G.token) runs only while it owns it, and owns it only while it
+** runs:
+**
+**   claim     before execute() switches to a bound G, g0 takes the token
+**             for it.  If another owns it, the G is queued on the token,
+**             still runnable, and the M goes on with other work: a P is
+**             never blocked waiting for a token.
+**   release   whenever the owner switches back to g0 (park, yield,
+**             preemption, exit, a syscall that lost its P), g0 hands the
+**             token to the first queued G and puts that G on its own P's
+**             runnext: the holder's M drains the queue, so the token stays
+**             on one thread while Lua work lasts instead of bouncing.
+**
+** Foreign threads (the Lua host's main thread) take part too: they wait in
+** the same queue, parked on their semaphore (goro_token_acquire), and a
+** goroutine may leave its token around long C work (goro_token_release),
+** so that Lua goes on meanwhile.  A foreign owner is not switched out by a
+** scheduler; sysmon tells the preemption hook about one that keeps the
+** token for 10 ms while others wait.
+**
+** The owner word holds the owner G (or foreign waiter) and a WAITERS bit,
+** so that an uncontended claim and release are one CAS each.  The bit is
+** set and cleared only under the lock that guards the queue: a releaser
+** whose CAS fails because of it takes the lock and hands over.
+*/
+#include <stdlib.h>
+
+#include "scheduler.h"
+
+#define sched goro_sched
+
+enum { TOKEN_WAITERS = 1, TOKEN_PREEMPT_NS = 10 * 1000 * 1000 };
+
+struct goro_token {
+  _Atomic uintptr_t owner;     /* G* | TOKEN_WAITERS, 0 when free */
+  goro_mutex lock;             /* guards the queue and TOKEN_WAITERS */
+  G *head, *tail;              /* queued Gs and waiters, via schedlink */
+  _Atomic uint32_t tick;       /* +1 per change of owner */
+  _Atomic(pthread_t) ownerthread;  /* of a foreign owner, for sysmon */
+  _Atomic bool foreignowner;
+  uint32_t sysmontick;         /* sysmon's last observation */
+  int64_t sysmonwhen;
+  goro_token *next, *prev;     /* every token, for sysmon */
+};
+
+static goro_mutex tokenslock = GORO_MUTEX_INIT;
+static goro_token *tokens;
+static _Atomic int nqueued;    /* Gs queued on all tokens */
+
+static inline G *owner_of(uintptr_t w) {
+  return (G *)(w & ~(uintptr_t)TOKEN_WAITERS);
+}
+
+goro_token *goro_token_new(void) {
+  goro_token *t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return NULL;
+  goro_mutex_lock(&tokenslock);
+  t->next = tokens;
+  if (tokens) tokens->prev = t;
+  tokens = t;
+  goro_mutex_unlock(&tokenslock);
+  return t;
+}
+
+void goro_token_free(goro_token *t) {
+  if (t == NULL)
+    return;
+  goro_mutex_lock(&t->lock);
+  if (t->head)
+    goro_throw("goro_token_free: goroutines wait for the token");
+  goro_mutex_unlock(&t->lock);
+  goro_mutex_lock(&tokenslock);
+  if (t->prev) t->prev->next = t->next; else tokens = t->next;
+  if (t->next) t->next->prev = t->prev;
+  goro_mutex_unlock(&tokenslock);
+  free(t);
+}
+
+/* A new owner: remember who, for sysmon. */
+static void owned_by(goro_token *t, G *gp) {
+  atomic_store_explicit(&t->foreignowner, gp->foreign, memory_order_relaxed);
+  if (gp->foreign)
+    atomic_store_explicit(&t->ownerthread, gp->thread, memory_order_relaxed);
+  atomic_fetch_add_explicit(&t->tick, 1, memory_order_relaxed);
+}
+
+/*
+** Take t for gp, or queue gp on it.  With t->lock held.  Returns true when
+** gp owns t.  The CAS that sets WAITERS races with an owner's fast release;
+** whichever wins, the loop sees a consistent word.
+*/
+static bool claim_or_queue(goro_token *t, G *gp) {
+  uintptr_t me = (uintptr_t)gp;
+  uintptr_t w = atomic_load(&t->owner);
+  for (;;) {
+    if (w == 0) {
+      if (atomic_compare_exchange_weak(&t->owner, &w, me)) {
+        owned_by(t, gp);
+        return true;
+      }
+      continue;
+    }
+    if (owner_of(w) == gp)
+      return true;
+    if (atomic_compare_exchange_weak(&t->owner, &w, w | TOKEN_WAITERS))
+      break;
+  }
+  gp->schedlink = NULL;
+  if (t->tail) t->tail->schedlink = gp; else t->head = gp;
+  t->tail = gp;
+  atomic_fetch_add(&nqueued, 1);
+  return false;
+}
+
+/* Fast path of claim: free, or ours already. */
+static bool claim_fast(goro_token *t, G *gp) {
+  uintptr_t w = 0;
+  if (atomic_compare_exchange_strong(&t->owner, &w, (uintptr_t)gp)) {
+    owned_by(t, gp);
+    return true;
+  }
+  return owner_of(w) == gp;
+}
+
+bool goro_token_claim(G *gp) {
+  goro_token *t = gp->token;
+  if (claim_fast(t, gp))
+    return true;
+  goro_mutex_lock(&t->lock);
+  bool owned = claim_or_queue(t, gp);
+  goro_mutex_unlock(&t->lock);
+  /* A foreign owner must be watched even when every P goes idle. */
+  if (!owned && atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
+    goro_sysmon_wake();
+  return owned;
+}
+
+/*
+** Give t up on behalf of gp, its owner: to nobody, or to the first queued.
+** A queued G that was runnable (bounced by claim) goes to runnext of `pp`
+** when there is one, else to the global queue; a parked one (in
+** goro_token_acquire, a G or a foreign waiter) is readied.
+*/
+static void release(goro_token *t, G *gp, P *pp) {
+  uintptr_t w = (uintptr_t)gp;
+  if (atomic_compare_exchange_strong(&t->owner, &w, 0)) {
+    atomic_fetch_add_explicit(&t->tick, 1, memory_order_relaxed);
+    return;
+  }
+  if (owner_of(w) != gp)
+    goro_throw("token released by a goroutine that does not own it");
+  goro_mutex_lock(&t->lock);
+  G *next = t->head;
+  t->head = next->schedlink;
+  if (t->head == NULL) t->tail = NULL;
+  next->schedlink = NULL;
+  atomic_fetch_sub(&nqueued, 1);
+  uint32_t status = atomic_load(&next->status);
+  atomic_store(&t->owner, (uintptr_t)next | (t->head ? TOKEN_WAITERS : 0));
+  owned_by(t, next);
+  goro_mutex_unlock(&t->lock);
+
+  if (status == G_WAITING) {
+    goro_goready(next);
+  } else if (pp) {
+    runqput(pp, next, true);
+    wakep();
+  } else {
+    goro_mutex_lock(&sched.lock);
+    globrunqput(next);
+    goro_mutex_unlock(&sched.lock);
+    wakep();
+  }
+}
+
+void goro_token_switched_out(G *gp, P *pp) {
+  goro_token *t = gp->token;
+  if (owner_of(atomic_load_explicit(&t->owner, memory_order_relaxed)) == gp)
+    release(t, gp, pp);
+}
+
+static bool unlock_token(goro_g *g, void *arg) {
+  (void)g;
+  goro_mutex_unlock(&((goro_token *)arg)->lock);
+  return true;
+}
+
+void goro_token_acquire(goro_token *t) {
+  G *gp = goro_getg();
+  if (!gp->foreign)
+    gp->token = t;
+  if (claim_fast(t, gp))
+    return;
+  goro_mutex_lock(&t->lock);
+  if (claim_or_queue(t, gp)) {
+    goro_mutex_unlock(&t->lock);
+    return;
+  }
+  if (gp->foreign && atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
+    goro_sysmon_wake();
+  /* Readied by release, which made us the owner first. */
+  goro_gopark(unlock_token, t, "token");
+}
+
+void goro_token_release(goro_token *t) {
+  G *gp = goro_getg();
+  M *mp = goro_getm();
+  gp->token = NULL;
+  release(t, gp, mp ? mp->p : NULL);
+}
+
+bool goro_token_owned(goro_token *t) {
+  return owner_of(atomic_load(&t->owner)) == goro_getg();
+}
+
+bool goro_token_contended(goro_token *t) {
+  return (atomic_load_explicit(&t->owner, memory_order_relaxed) & TOKEN_WAITERS) != 0;
+}
+
+bool goro_token_waiting(void) {
+  return atomic_load_explicit(&nqueued, memory_order_relaxed) > 0;
+}
+
+/*
+** sysmon: a foreign owner that has kept a contended token through a whole
+** 10 ms slice is reported to the preemption hook (goid 0), which makes it
+** let go (the Lua binding: a signal, then a count hook in the VM).
+** Goroutine owners need nothing: their own 10 ms preemption switches them
+** out, and that releases the token.
+*/
+int goro_token_sysmon(int64_t now) {
+  int n = 0;
+  goro_mutex_lock(&tokenslock);
+  for (goro_token *t = tokens; t; t = t->next) {
+    uint32_t tick = atomic_load_explicit(&t->tick, memory_order_relaxed);
+    if (t->sysmontick != tick || !goro_token_contended(t) ||
+        !atomic_load_explicit(&t->foreignowner, memory_order_relaxed)) {
+      t->sysmontick = tick;
+      t->sysmonwhen = now;
+      continue;
+    }
+    if (now - t->sysmonwhen < TOKEN_PREEMPT_NS)
+      continue;
+    t->sysmonwhen = now;
+    goro_call_preempt_hook(
+        atomic_load_explicit(&t->ownerthread, memory_order_relaxed), 0);
+    n++;
+  }
+  goro_mutex_unlock(&tokenslock);
+  return n;
+}
