@@ -240,6 +240,15 @@ size_t goro_chan_len(goro_chan *c) {
   return n;
 }
 
+bool goro_chan_waiting(goro_chan *c) {
+  if (c == NULL)
+    return false;
+  goro_mutex_lock(&c->lock);
+  bool w = c->recvq.first || c->sendq.first;
+  goro_mutex_unlock(&c->lock);
+  return w;
+}
+
 size_t goro_chan_cap(goro_chan *c) {
   return c ? c->dataqsiz : 0;   /* fixed at creation: no lock */
 }

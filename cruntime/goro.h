@@ -212,6 +212,8 @@ int goro_chan_tryrecv(goro_chan *c, void *elem, bool *ok);
 int goro_chan_close(goro_chan *c);
 
 size_t goro_chan_len(goro_chan *c);
+/* True while goroutines (or threads) wait to send or receive on c. */
+bool goro_chan_waiting(goro_chan *c);
 size_t goro_chan_cap(goro_chan *c);
 
 enum { GORO_SELECT_RECV = 1, GORO_SELECT_SEND = 2 };

@@ -1,0 +1,421 @@
+/*
+** lgoro.c — the goro module: the universe of a Lua state, spawning and
+** running Lua goroutines, and the functions of `go` itself.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lgoro.h"
+
+#define UNIVERSE_KEY "goro.universe"
+
+Universe *lgoro_universe(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* The goroutine (or the main thread) running this Lua code. */
+LG *lgoro_current(lua_State *L) {
+  LG *lg = goro_getlocal();
+  if (lg == NULL || lg->U != lgoro_universe(L))
+    luaL_error(L, "goro: called from a thread that is not the Lua state's "
+                  "main thread nor one of its goroutines");
+  return lg;
+}
+
+
+/*
+** {======================================================
+** The runtime's life: started on first need, stopped by lua_close
+** =======================================================
+*/
+
+/* Go's fatal "all goroutines are asleep": nothing can run ever again. */
+static void on_deadlock(void *ud) {
+  (void)ud;
+  fflush(stdout);
+  fputs("fatal error: all goroutines are asleep - deadlock!\n", stderr);
+  fflush(stderr);
+  _exit(2);
+}
+
+void lgoro_ensure_runtime(lua_State *L, Universe *U) {
+  if (goro_running())
+    return;
+  int rc = goro_init(U->nprocs);
+  if (rc != GORO_OK && rc != GORO_ESTATE)
+    luaL_error(L, "goro: cannot start the runtime: %s", goro_strerror(rc));
+  goro_set_deadlock_handler(on_deadlock, U);
+}
+
+/* A channel collected while goroutines still wait on it: only possible
+** when lua_close finalises everything.  Freed after the runtime stops. */
+void lgoro_orphan(Universe *U, goro_chan *c) {
+  if (U->norphans == U->maxorphans) {
+    int n = U->maxorphans ? 2 * U->maxorphans : 16;
+    goro_chan **a = realloc(U->orphans, (size_t)n * sizeof *a);
+    if (a == NULL)
+      return;   /* leak it rather than free it under a waiter */
+    U->orphans = a;
+    U->maxorphans = n;
+  }
+  U->orphans[U->norphans++] = c;
+}
+
+/*
+** __gc of the universe, the first object the module made, so the last
+** that lua_close finalises: every channel's __gc has run.  Stop the
+** runtime (goroutines still parked are dropped without running again),
+** then free what the Lua state does not own.
+*/
+static int universe_gc(lua_State *L) {
+  Universe *U = lua_touserdata(L, 1);
+  U->closing = true;
+  if (goro_id() != 0)
+    return 0;   /* os.exit(n, true) in a goroutine: the process is ending */
+  lgoro_preempt_remove();
+  goro_set_deadlock_handler(NULL, NULL);
+  goro_shutdown();
+  for (LG *lg = U->all, *next; lg; lg = next) {
+    next = lg->next;
+    free(lg->sel.cases);
+    free(lg);
+  }
+  U->all = NULL;
+  for (int i = 0; i < U->norphans; i++)
+    free(U->orphans[i]);   /* no waiter can touch them now */
+  free(U->orphans);
+  free(U->main.sel.cases);
+  free(U->never);   /* not goro_chan_free: its waiters are gone */
+  goro_setlocal(NULL);
+  goro_token_release(U->token);
+  goro_token_free(U->token);
+  return 0;
+}
+
+/* The universe of L, made on first require.  Leaves it on the stack. */
+static Universe *universe_open(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, UNIVERSE_KEY) == LUA_TUSERDATA)
+    return lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (goro_getlocal() != NULL)
+    luaL_error(L, "goro: this thread already runs another Lua state's goro");
+  Universe *U = lua_newuserdatauv(L, sizeof *U, 0);
+  memset(U, 0, sizeof *U);
+  U->L = L;
+  U->onerror = LUA_NOREF;
+  U->mainthread = pthread_self();
+  U->main.U = U;
+  U->main.L = L;
+  U->main.running = L;
+  U->main.ref = LUA_NOREF;
+  U->token = goro_token_new();
+  U->never = goro_chan_new(sizeof(lvalue), 0);
+  if (U->token == NULL || U->never == NULL)
+    luaL_error(L, "goro: out of memory");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, universe_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, UNIVERSE_KEY);
+
+  /* The weak set of goroutine threads that Lua code has seen. */
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  U->threads = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  /* The main thread runs Lua: it owns the token from now on. */
+  goro_token_acquire(U->token);
+  goro_setlocal(&U->main);
+  lgoro_preempt_install(U);
+  return U;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Lua goroutines
+** =======================================================
+*/
+
+/* Format an error value the way lua.c does. */
+static const char *errstring(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+    return lua_tostring(L, idx);
+  if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
+/* go.onerror's default: Go's unrecovered panic. */
+static int default_onerror(lua_State *L) {
+  const char *msg = errstring(L, 1);
+  const char *tb = lua_tostring(L, 2);
+  fflush(stdout);
+  fprintf(stderr, "goroutine %lld failed: %s\n%s\n",
+          (long long)lua_tointeger(L, 3), msg, tb ? tb : "");
+  fflush(stderr);
+  _exit(2);
+}
+
+/*
+** An error escaped goroutine lg.  Its thread is dead with the error on
+** top and its frames still there for the traceback.  Then the thread is
+** reset (closing its to-be-closed variables) and the handler runs on it.
+*/
+static void report_error(LG *lg) {
+  lua_State *L = lg->L;
+  Universe *U = lg->U;
+  luaL_traceback(L, L, NULL, 0);
+  int tb = luaL_ref(L, LUA_REGISTRYINDEX);
+  int err = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_resetthread(L);
+  lua_settop(L, 0);
+  if (U->onerror != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, U->onerror);
+  else
+    lua_pushcfunction(L, default_onerror);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, err);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, tb);
+  lua_pushinteger(L, (lua_Integer)lg->id);
+  luaL_unref(L, LUA_REGISTRYINDEX, err);
+  luaL_unref(L, LUA_REGISTRYINDEX, tb);
+  lg->running = L;
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    fflush(stdout);
+    fprintf(stderr, "goroutine %lld: error in go.onerror handler: %s\n",
+            (long long)lg->id, lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    fflush(stderr);
+    _exit(2);
+  }
+}
+
+/*
+** The body of every Lua goroutine, on a G bound to the universe's token:
+** resume its thread until it ends.  Each yield is a blocking operation
+** asked for by a goro function (lblock.c), done here in its continuation
+** form: when it parks, this stack is dropped and the G starts over here,
+** with the operation to finish, once it is readied.
+*/
+static void lg_run(void *arg) {
+  LG *lg = arg;
+  lua_State *L = lg->L;
+  int nargs = lg->nargs;
+  lg->nargs = 0;
+  lgoro_finish_op_k(lg);
+  for (;;) {
+    int nres;
+    lg->running = L;
+    int status = lua_resume(L, NULL, nargs, &nres);
+    nargs = 0;
+    if (status != LUA_YIELD) {
+      if (status != LUA_OK)
+        report_error(lg);
+      break;
+    }
+    lua_pop(L, nres);
+    lgoro_run_op_k(lg);   /* may not return: then lg_run starts over */
+  }
+  lgoro_goroutine_ended(lg);
+}
+
+void lgoro_goroutine_ended(LG *lg) {
+  Universe *U = lg->U;
+  luaL_unref(lg->L, LUA_REGISTRYINDEX, lg->ref);
+  if (lg->prev) lg->prev->next = lg->next; else U->all = lg->next;
+  if (lg->next) lg->next->prev = lg->prev;
+  free(lg->sel.cases);
+  free(lg);
+}
+
+void (*lgoro_run_fn)(void *) = lg_run;
+
+/* A callable: a function, or a value with a __call metamethod. */
+static void checkcallable(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TFUNCTION)
+    return;
+  if (luaL_getmetafield(L, arg, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_typeerror(L, arg, "function");
+}
+
+/* go.spawn(fn, ...) and go(fn, ...) */
+static int l_spawn(lua_State *L) {
+  Universe *U = lgoro_universe(L);
+  checkcallable(L, 1);
+  int n = lua_gettop(L);
+  lgoro_ensure_runtime(L, U);
+  LG *lg = calloc(1, sizeof *lg);
+  if (lg == NULL)
+    return luaL_error(L, "goro: out of memory");
+  lua_State *co = lua_newthread(L);
+  lg->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lg->U = U;
+  lg->L = co;
+  lg->nargs = n - 1;
+  lua_xmove(L, co, n);   /* the function and its arguments */
+  goro_spawn_opts opts = { U->token, lg };
+  int64_t id = goro_spawn_ex(lg_run, lg, &opts);
+  if (id < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, lg->ref);
+    free(lg);
+    return luaL_error(L, "goro: cannot spawn: %s", goro_strerror((int)id));
+  }
+  /* It cannot run before we give up the token: safe to finish it now. */
+  lg->id = id;
+  lg->next = U->all;
+  if (U->all) U->all->prev = lg;
+  U->all = lg;
+  lua_pushinteger(L, (lua_Integer)id);
+  return 1;
+}
+
+/* go(fn, ...): the module's __call; drop the module table first, so that
+** argument errors count from the function. */
+static int l_call(lua_State *L) {
+  lua_remove(L, 1);
+  return l_spawn(L);
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** go.*
+** =======================================================
+*/
+
+static int l_id(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)goro_id());
+  return 1;
+}
+
+static int noresults(lua_State *L, LG *lg, int rc) {
+  (void)L; (void)lg; (void)rc;
+  return 0;
+}
+
+static int l_yield(lua_State *L) {
+  LG *lg = lgoro_current(L);
+  if (lg == &lg->U->main && !goro_token_contended(lg->U->token))
+    return 0;   /* nobody waits for the token: nothing to yield to */
+  return lgoro_block(L, lg, OP_YIELD, noresults);
+}
+
+static int l_numgoroutine(lua_State *L) {
+  lua_pushinteger(L, goro_running() ? (lua_Integer)goro_numgoroutine() : 0);
+  return 1;
+}
+
+static int default_procs(void) {
+  const char *s = getenv("GORO_MAXPROCS");
+  long n = s ? strtol(s, NULL, 10) : 0;
+  if (n > 0 && n <= 1024)
+    return (int)n;
+  n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)(n > 1024 ? 1024 : n) : 1;
+}
+
+/*
+** go.gomaxprocs([n]).  Before the runtime starts, n is what it will start
+** with.  Once it runs, the number of Ps is fixed while goroutines are
+** alive; with none, the runtime stops and starts again with n on next use.
+*/
+static int l_gomaxprocs(lua_State *L) {
+  Universe *U = lgoro_universe(L);
+  int prev = goro_running() ? goro_gomaxprocs() : (U->nprocs ? U->nprocs : default_procs());
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "must be between 1 and 1024");
+    if (goro_running() && n != prev) {
+      if (goro_numgoroutine() > 0)
+        return luaL_error(L, "gomaxprocs: cannot change the number of Ps "
+                             "while goroutines are alive");
+      if (goro_getlocal() != &U->main)
+        return luaL_error(L, "gomaxprocs: only the main thread can change it");
+      goro_shutdown();
+    }
+    U->nprocs = (int)n;
+  }
+  lua_pushinteger(L, prev);
+  return 1;
+}
+
+static int l_wait(lua_State *L) {
+  LG *lg = lgoro_current(L);
+  if (!goro_running())
+    return 0;
+  return lgoro_block(L, lg, OP_WAITALL, noresults);
+}
+
+static int l_onerror(lua_State *L) {
+  Universe *U = lgoro_universe(L);
+  if (!lua_isnil(L, 1))
+    checkcallable(L, 1);
+  lua_settop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, U->onerror);
+  U->onerror = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_stats(lua_State *L) {
+  goro_stats_t st;
+  goro_stats(&st);
+  lua_createtable(L, 0, 14);
+#define FIELD(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
+  FIELD("goroutines", st.goroutines);
+  FIELD("threads", st.threads);
+  FIELD("idlethreads", st.idlethreads);
+  FIELD("procs", goro_running() ? st.procs : 0);
+  FIELD("idleprocs", st.idleprocs);
+  FIELD("spinning", st.spinning);
+  FIELD("insyscall", st.insyscall);
+  FIELD("runqueue", st.runqueue);
+  FIELD("switches", st.switches);
+  FIELD("steals", st.steals);
+  FIELD("preemptions", st.preemptions);
+  FIELD("handoffs", st.handoffs);
+  FIELD("spawned", st.spawned);
+#undef FIELD
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"spawn", l_spawn},
+  {"id", l_id},
+  {"yield", l_yield},
+  {"numgoroutine", l_numgoroutine},
+  {"gomaxprocs", l_gomaxprocs},
+  {"wait", l_wait},
+  {"onerror", l_onerror},
+  {"stats", l_stats},
+  {NULL, NULL}
+};
+
+int luaopen_goro(lua_State *L) {
+  Universe *U = universe_open(L);
+  lua_createtable(L, 0, 24);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lgoro_open_chan(L, U);
+  lgoro_open_sync(L, U);
+  lgoro_open_coroutine(L, U);
+  /* go(fn, ...) as go.spawn(fn, ...) */
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, l_call, 1);
+  lua_setfield(L, -2, "__call");
+  lua_setmetatable(L, -2);
+  return 1;
+}

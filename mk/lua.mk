@@ -1,0 +1,34 @@
+# The Lua module: build/<V>/goro.so, the runtime and the binding in one
+# shared object, loaded by a stock lua5.4 with LUA_CPATH=build/<V>/?.so.
+#
+#   make lua         build the module of variant $(V)
+#   make test-lua    busted specs (spec/*_spec.lua) against it
+#
+# A sanitizer build of the module runs inside the uninstrumented lua5.4:
+# the sanitizer's runtime is preloaded (LUA_PRELOAD_asan/tsan).
+
+LUA_INC  ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LB_SRC   := $(wildcard lua-binding/*.c)
+LB_HDR   := $(wildcard lua-binding/*.h)
+LB_OBJ   := $(LB_SRC:lua-binding/%.c=$(B)/lb/%.o)
+LUA_MOD  := $(B)/goro.so
+
+$(B)/lb/%.o: lua-binding/%.c $(LB_HDR) $(RT_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_V) -Icruntime $(LUA_INC) -c $< -o $@
+
+# The runtime's objects go in whole: the module exports luaopen_goro and
+# the goro_* C API (for C extensions loaded beside it).
+$(LUA_MOD): $(LB_OBJ) $(RT_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS_V)
+
+.PHONY: lua test-lua
+lua: $(LUA_MOD)
+
+LUA_PRELOAD_asan = LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1 GORO_TEST_SLOW=4
+LUA_PRELOAD_tsan = LD_PRELOAD=$$($(CC) -print-file-name=libtsan.so) TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 GORO_TEST_SLOW=10
+BUSTED_TIMEOUT ?= 900
+
+test-lua: lua
+	env $(LUA_PRELOAD_$(V)) LUA_CPATH="$(B)/?.so;;" GORO_TEST_BUILD=$(B) \
+	  timeout -k 10 $(BUSTED_TIMEOUT) busted --lua=lua5.4 -o utfTerminal spec/
