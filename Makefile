@@ -1,14 +1,15 @@
 # goro — build, test and benchmark.
 #
 #   make test        install missing Debian packages, build, run every test
-#   make test-asan   C tests under AddressSanitizer + LeakSanitizer
-#   make test-tsan   C tests under ThreadSanitizer
+#                    (the C suites, then the busted specs of the Lua module)
+#   make test-asan   both under AddressSanitizer + LeakSanitizer (+UBSan)
+#   make test-tsan   both under ThreadSanitizer
 #   make test-aarch64  C tests of the aarch64 build under qemu-user
 #   make test-valgrind C tests under valgrind's memcheck
 #   make bench       benchmarks, side by side with Go
 #
-# Each variant builds into build/<variant>/: libgoro.a and one binary per
-# C test (spec/c/test_*.c, cmocka).
+# Each variant builds into build/<variant>/: libgoro.a, one binary per C
+# test (spec/c/test_*.c, cmocka) and the Lua module goro.so (mk/lua.mk).
 
 CC       ?= gcc
 ARCH     ?= $(shell uname -m)
@@ -75,13 +76,16 @@ test-c: ctest
 
 test: deps
 	$(MAKE) test-c V=release
+	$(MAKE) test-lua V=release
 	@echo "make test: all tests passed"
 
 test-asan: deps
 	$(MAKE) test-c V=asan RUNNER="env GORO_TEST_SLOW=4 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
+	$(MAKE) test-lua V=asan
 
 test-tsan: deps
 	$(MAKE) test-c V=tsan RUNNER="env GORO_TEST_SLOW=10 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
+	$(MAKE) test-lua V=tsan
 
 # valgrind runs threads one at a time: workloads are scaled down 50 times.
 # test_ctx is left out: it switches onto stacks of its own that valgrind

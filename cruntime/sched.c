@@ -1210,6 +1210,12 @@ void goro_shutdown(void) {
   /* Every thread is gone: free every G, stack and P. */
   for (G *gp = sched.allgs; gp; ) {
     G *next = gp->alllink;
+    /* A G dropped while parked (or readied but not yet run) still holds
+    ** the sudogs of its channel operation. */
+    for (sudog *s = gp->waiting, *snext; s; s = snext) {
+      snext = s->waitlink;
+      free(s);
+    }
     goro_stack_forget(&gp->stack);
     goro_fiber_destroy(gp);
     free(gp);

@@ -18,9 +18,11 @@ $(B)/lb/%.o: lua-binding/%.c $(LB_HDR) $(RT_HDR)
 	$(CC) $(CFLAGS_V) -Icruntime $(LUA_INC) -c $< -o $@
 
 # The runtime's objects go in whole: the module exports luaopen_goro and
-# the goro_* C API (for C extensions loaded beside it).
+# the goro_* C API (for C extensions loaded beside it).  -z nodelete: a
+# module that starts threads and installs a signal handler must never be
+# unmapped by lua_close's dlclose while either could still run.
 $(LUA_MOD): $(LB_OBJ) $(RT_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS_V)
+	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(LDFLAGS_V)
 
 .PHONY: lua test-lua
 lua: $(LUA_MOD)
