@@ -158,7 +158,7 @@ void waitq_enqueue(waitq *q, sudog *sg) {
   if (q->last)
     q->last->next = sg;
   else
-    q->first = sg;
+    CHAN_STORE(q->first, sg);
   q->last = sg;
 }
 
@@ -171,7 +171,7 @@ void waitq_enqueue(waitq *q, sudog *sg) {
 void waitq_remove(waitq *q, sudog *sg) {
   if (sg->prev == NULL && sg->next == NULL && q->first != sg)
     return;
-  if (sg->prev) sg->prev->next = sg->next; else q->first = sg->next;
+  if (sg->prev) sg->prev->next = sg->next; else CHAN_STORE(q->first, sg->next);
   if (sg->next) sg->next->prev = sg->prev; else q->last = sg->prev;
   sg->next = sg->prev = NULL;
 }
@@ -228,16 +228,12 @@ void goro_chan_free(goro_chan *c) {
   free(c);
 }
 
-/* Go reads qcount without the lock (a racy snapshot is all len(c) can
-** promise anyway); the lock keeps ThreadSanitizer quiet at little cost.
-** Like len and cap of a nil channel in Go, NULL gives 0. */
+/* Go reads qcount without the lock: a racy snapshot is all len(c) can
+** promise anyway.  Like len and cap of a nil channel in Go, NULL gives 0. */
 size_t goro_chan_len(goro_chan *c) {
   if (c == NULL)
     return 0;
-  goro_mutex_lock(&c->lock);
-  size_t n = c->qcount;
-  goro_mutex_unlock(&c->lock);
-  return n;
+  return CHAN_LOAD(c->qcount);
 }
 
 bool goro_chan_waiting(goro_chan *c) {
@@ -360,6 +356,11 @@ static bool chanpark(goro_chan *c, waitq *q, void *ep, const char *reason,
 static int chansend(goro_chan *c, const void *ep, bool block, const parkk *pk) {
   if (c == NULL)
     return GORO_EINVAL;   /* Go blocks forever on a nil channel */
+  /* Go's fast path: a non-blocking send that sees an open, full channel
+  ** fails without the lock.  Seen open after seen full, it was open when
+  ** it was full: the send fails as of that moment. */
+  if (!block && chan_full(c) && !__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE))
+    return GORO_EAGAIN;
   goro_mutex_lock(&c->lock);
   if (c->closed) {
     goro_mutex_unlock(&c->lock);
@@ -374,7 +375,7 @@ static int chansend(goro_chan *c, const void *ep, bool block, const parkk *pk) {
     elemcopy(c, chanbuf(c, c->sendx), ep);
     if (++c->sendx == c->dataqsiz)
       c->sendx = 0;
-    c->qcount++;
+    CHAN_STORE(c->qcount, c->qcount + 1);
     goro_mutex_unlock(&c->lock);
     return GORO_OK;
   }
@@ -401,6 +402,10 @@ static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block,
   bool received;
   if (c == NULL)
     return GORO_EINVAL;   /* Go blocks forever on a nil channel */
+  /* The same for a receive from an open, empty channel (a closed one is
+  ** never reopened, so "empty, then open" means both at the first look). */
+  if (!block && chan_empty(c) && !__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE))
+    return GORO_EAGAIN;
   goro_mutex_lock(&c->lock);
   if (c->closed && c->qcount == 0) {
     goro_mutex_unlock(&c->lock);
@@ -418,7 +423,7 @@ static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block,
     elemcopy(c, ep, chanbuf(c, c->recvx));
     if (++c->recvx == c->dataqsiz)
       c->recvx = 0;
-    c->qcount--;
+    CHAN_STORE(c->qcount, c->qcount - 1);
     goro_mutex_unlock(&c->lock);
     received = true;
     goto done;
@@ -507,7 +512,7 @@ int goro_chan_close(goro_chan *c) {
     goro_mutex_unlock(&c->lock);
     return GORO_ECLOSED;
   }
-  c->closed = true;
+  __atomic_store_n(&c->closed, true, __ATOMIC_RELEASE);
   G *glist = NULL;
   sudog *sg;
   while ((sg = waitq_dequeue(&c->recvq)) != NULL) {

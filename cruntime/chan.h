@@ -40,6 +40,25 @@ enum { OP_SEND_KIND = 1, OP_RECV_KIND, OP_SELECT_KIND };
 /* select.c: pass 3 of a select, after its park. */
 int goro_selectop_finish(goro_chanop *op, int *chosen);
 
+/*
+** qcount, closed and the queues' heads are read without the lock by the
+** non-blocking fast paths (Go's empty() and full()), so every write to
+** them is an atomic store; under the lock they are read plainly.
+*/
+#define CHAN_LOAD(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define CHAN_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+/* Go's empty(c) and full(c): could a receive, or a send, not proceed? */
+static inline bool chan_empty(goro_chan *c) {
+  return c->dataqsiz == 0 ? CHAN_LOAD(c->sendq.first) == NULL
+                          : CHAN_LOAD(c->qcount) == 0;
+}
+
+static inline bool chan_full(goro_chan *c) {
+  return c->dataqsiz == 0 ? CHAN_LOAD(c->recvq.first) == NULL
+                          : CHAN_LOAD(c->qcount) == c->dataqsiz;
+}
+
 static inline char *chanbuf(goro_chan *c, size_t i) {
   return c->buf + i * c->elemsize;
 }

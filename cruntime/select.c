@@ -119,7 +119,7 @@ static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
     if (c->qcount > 0) {
       elemcopy(c, cas->elem, chanbuf(c, c->recvx));
       if (++c->recvx == c->dataqsiz) c->recvx = 0;
-      c->qcount--;
+      CHAN_STORE(c->qcount, c->qcount - 1);
       cas->ok = true;
       selunlock(cases, lockorder, nlock);
       return GORO_OK;
@@ -143,7 +143,7 @@ static int trycase(goro_select_case *cases, int i, const uint16_t *lockorder,
     if (c->qcount < c->dataqsiz) {
       elemcopy(c, chanbuf(c, c->sendx), cas->elem);
       if (++c->sendx == c->dataqsiz) c->sendx = 0;
-      c->qcount++;
+      CHAN_STORE(c->qcount, c->qcount + 1);
       selunlock(cases, lockorder, nlock);
       return GORO_OK;
     }

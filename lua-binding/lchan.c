@@ -99,6 +99,19 @@ goro_chan *lgoro_checkchan(lua_State *L, int idx) {
   return ch->c;
 }
 
+/* The channel `self` of a method, whose upvalue 2 is the metatable: one
+** pointer comparison instead of luaL_checkudata's registry lookup. */
+static goro_chan *checkself(lua_State *L) {
+  LChan *ch = lua_touserdata(L, 1);
+  if (ch && lua_getmetatable(L, 1)) {
+    bool same = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (same)
+      return ch->c;
+  }
+  return lgoro_checkchan(L, 1);   /* raises the usual error */
+}
+
 static goro_chan *testchan(lua_State *L, int idx) {
   LChan *ch = luaL_testudata(L, idx, LGORO_CHAN);
   return ch ? ch->c : NULL;
@@ -149,7 +162,7 @@ static int send_results(lua_State *L, LG *lg, int rc) {
 
 /* ch:send(v) */
 static int chan_send(lua_State *L) {
-  goro_chan *c = lgoro_checkchan(L, 1);
+  goro_chan *c = checkself(L);
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "non-nil value");
   LG *lg = lgoro_current(L);
   lvalue v;
@@ -173,7 +186,7 @@ static int recv_results(lua_State *L, LG *lg, int rc) {
 
 /* ch:recv() -> v, ok */
 static int chan_recv(lua_State *L) {
-  goro_chan *c = lgoro_checkchan(L, 1);
+  goro_chan *c = checkself(L);
   LG *lg = lgoro_current(L);
   if (goro_chan_tryrecv(c, &lg->val, &lg->ok) == GORO_OK)
     return recv_results(L, lg, GORO_OK);
@@ -206,7 +219,7 @@ static int iter_results(lua_State *L, LG *lg, int rc) {
 
 /* The iterator of ch:iter(): called as f(ch). */
 static int chan_iter_next(lua_State *L) {
-  goro_chan *c = lgoro_checkchan(L, 1);
+  goro_chan *c = checkself(L);
   LG *lg = lgoro_current(L);
   if (goro_chan_tryrecv(c, &lg->val, &lg->ok) == GORO_OK)
     return iter_results(L, lg, GORO_OK);
@@ -390,12 +403,15 @@ void lgoro_open_chan(lua_State *L, Universe *U) {
   lua_setfield(L, -2, "__len");
   lua_pushcfunction(L, chan_tostring);
   lua_setfield(L, -2, "__tostring");
+  int mt = lua_gettop(L);
   lua_createtable(L, 0, 6);
   lua_pushlightuserdata(L, U);
-  luaL_setfuncs(L, methods, 1);
+  lua_pushvalue(L, mt);
+  luaL_setfuncs(L, methods, 2);
   lua_pushlightuserdata(L, U);
   lua_pushlightuserdata(L, U);
-  lua_pushcclosure(L, chan_iter_next, 1);
+  lua_pushvalue(L, mt);
+  lua_pushcclosure(L, chan_iter_next, 2);
   lua_pushcclosure(L, chan_iter, 2);
   lua_setfield(L, -2, "iter");
   lua_setfield(L, -2, "__index");
