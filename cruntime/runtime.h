@@ -231,6 +231,7 @@ bool goro_token_claim(G *gp);
 void goro_token_switched_out(G *gp, P *pp);
 int goro_token_sysmon(int64_t now);   /* preempt foreign owners */
 bool goro_token_waiting(void);        /* any G queued on any token */
+void goro_token_shutdown(void);       /* drop the Gs of every queue */
 
 /* sched.c: tell the embedder's preemption hook (sysmon). */
 void goro_call_preempt_hook(pthread_t thread, int64_t goid);

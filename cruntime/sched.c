@@ -1208,6 +1208,7 @@ void goro_shutdown(void) {
   }
 
   /* Every thread is gone: free every G, stack and P. */
+  goro_token_shutdown();
   for (G *gp = sched.allgs; gp; ) {
     G *next = gp->alllink;
     /* A G dropped while parked (or readied but not yet run) still holds

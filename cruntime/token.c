@@ -224,6 +224,37 @@ bool goro_token_contended(goro_token *t) {
   return (atomic_load_explicit(&t->owner, memory_order_relaxed) & TOKEN_WAITERS) != 0;
 }
 
+/*
+** Shutdown: the goroutines are gone (freed), so drop them from every
+** queue, and a goroutine owner with them.  Foreign waiters stay queued.
+*/
+void goro_token_shutdown(void) {
+  goro_mutex_lock(&tokenslock);
+  for (goro_token *t = tokens; t; t = t->next) {
+    goro_mutex_lock(&t->lock);
+    G *keep = NULL, **link = &keep, *last = NULL;
+    for (G *gp = t->head, *next; gp; gp = next) {
+      next = gp->schedlink;
+      if (gp->foreign) {
+        *link = gp;
+        link = &gp->schedlink;
+        last = gp;
+      } else {
+        atomic_fetch_sub(&nqueued, 1);
+      }
+    }
+    *link = NULL;
+    t->head = keep;
+    t->tail = last;
+    G *owner = owner_of(atomic_load(&t->owner));
+    if (owner && !owner->foreign)
+      owner = NULL;
+    atomic_store(&t->owner, (uintptr_t)owner | (keep ? TOKEN_WAITERS : 0));
+    goro_mutex_unlock(&t->lock);
+  }
+  goro_mutex_unlock(&tokenslock);
+}
+
 bool goro_token_waiting(void) {
   return atomic_load_explicit(&nqueued, memory_order_relaxed) > 0;
 }

@@ -46,6 +46,24 @@ static int run_blocking(LG *lg) {
   }
 }
 
+/*
+** Is the Lua state closing?  lua_close unwinds the main thread and then
+** runs every finaliser straight from its base: a __gc metamethod with no
+** Lua function below it.  While Lua runs normally the main chunk is
+** always below.  Goroutines must not run while lua_close frees the
+** state, so the main thread then keeps its token.
+*/
+static bool main_closing(lua_State *L) {
+  lua_Debug ar;
+  int level = 0;
+  while (lua_getstack(L, level + 1, &ar))
+    level++;
+  if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "n", &ar))
+    return false;
+  return ar.name && ar.namewhat && strcmp(ar.namewhat, "metamethod") == 0 &&
+         strcmp(ar.name, "__gc") == 0;
+}
+
 /* The continuation of a goroutine's yield: lg_run did the operation. */
 static int lg_continue(lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
@@ -63,6 +81,10 @@ int lgoro_block(lua_State *L, LG *lg, int op, lg_results results) {
   lg->op = op;
   lg->results = results;
   if (lg == &U->main) {
+    if (U->closing || main_closing(L)) {
+      lg->op = OP_NONE;
+      return luaL_error(L, "goro: cannot block while the Lua state closes");
+    }
     lgoro_ensure_runtime(L, U);
     goro_token_release(U->token);
     lg->rc = run_blocking(lg);
@@ -146,7 +168,8 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
   lg->savedhook = NULL;
   Universe *U = lg->U;
   if (lg == &U->main) {
-    if (goro_token_owned(U->token) && goro_token_contended(U->token)) {
+    if (goro_token_owned(U->token) && goro_token_contended(U->token) &&
+        !main_closing(L)) {
       goro_token_release(U->token);
       goro_token_acquire(U->token);
     }
