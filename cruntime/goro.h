@@ -320,6 +320,9 @@ typedef struct goro_stats_t {
   uint64_t handoffs;     /* Ps retaken from syscalls by sysmon */
   uint64_t preemptions;  /* preemption requests made by sysmon */
   uint64_t spawned;      /* goroutines ever started */
+  int64_t stacks;        /* native stacks held by goroutines, and by a few
+                         ** finished ones kept for reuse (one parked by
+                         ** goro_park_k, or not yet run, holds none) */
 } goro_stats_t;
 
 void goro_stats(goro_stats_t *out);

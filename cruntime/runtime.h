@@ -252,6 +252,7 @@ void goro_stack_flush(P *pp);          /* P's cache to the pool */
 void goro_stack_forget(goro_stack *s); /* shutdown: drop without pooling */
 void goro_stack_release_all(void);     /* shutdown: unmap every stack */
 int goro_stack_scavenge(void);         /* sysmon: release surplus pages */
+extern _Atomic int64_t goro_stacks_inuse;
 int goro_stack_signals_install(void);  /* SIGSEGV/SIGBUS overflow report */
 void goro_stack_signals_remove(void);
 int goro_stack_altstack_init(M *mp);   /* per-M alternate signal stack */

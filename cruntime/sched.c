@@ -1263,6 +1263,7 @@ void goro_stats(goro_stats_t *out) {
   out->handoffs = atomic_load(&sched.nhandoff);
   out->preemptions = atomic_load(&sched.npreempt);
   out->spawned = atomic_load(&sched.nspawned);
+  out->stacks = atomic_load(&goro_stacks_inuse);
 }
 
 /* }====================================================== */

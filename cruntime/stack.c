@@ -213,20 +213,28 @@ int goro_stack_scavenge(void) {
   return n;
 }
 
+/* Stacks held by goroutines (goro_stats): not those cached or pooled. */
+_Atomic int64_t goro_stacks_inuse;
+
 int goro_stack_alloc(P *pp, goro_stack *s) {
-  if (pp == NULL)
-    return pool_get(s, 1) == 1 ? GORO_OK : GORO_ENOMEM;
-  if (pp->nstack == 0)
-    pp->nstack = pool_get(pp->stackcache, STACK_CACHE / 2);
-  if (pp->nstack == 0)
-    return GORO_ENOMEM;
-  *s = pp->stackcache[--pp->nstack];
+  if (pp == NULL) {
+    if (pool_get(s, 1) != 1)
+      return GORO_ENOMEM;
+  } else {
+    if (pp->nstack == 0)
+      pp->nstack = pool_get(pp->stackcache, STACK_CACHE / 2);
+    if (pp->nstack == 0)
+      return GORO_ENOMEM;
+    *s = pp->stackcache[--pp->nstack];
+  }
+  atomic_fetch_add_explicit(&goro_stacks_inuse, 1, memory_order_relaxed);
   return GORO_OK;
 }
 
 void goro_stack_free(P *pp, goro_stack *s) {
   if (s->lo == NULL)
     return;
+  atomic_fetch_sub_explicit(&goro_stacks_inuse, 1, memory_order_relaxed);
   if (pp == NULL) {
     pool_put(s, 1);
   } else {
@@ -247,6 +255,7 @@ void goro_stack_flush(P *pp) {
 
 /* Shutdown: every stack, wherever it is, lies in some chunk. */
 void goro_stack_release_all(void) {
+  atomic_store(&goro_stacks_inuse, 0);
   goro_mutex_lock(&pool.lock);
 #ifdef GORO_VALGRIND
   /* Stacks held by Gs were deregistered by the caller. */

@@ -387,6 +387,7 @@ static int l_stats(lua_State *L) {
   FIELD("preemptions", st.preemptions);
   FIELD("handoffs", st.handoffs);
   FIELD("spawned", st.spawned);
+  FIELD("stacks", st.stacks);
 #undef FIELD
   return 1;
 }
