@@ -229,6 +229,7 @@ void goro_goready(G *gp);
 ** queued on its token instead), and after it stopped running. */
 bool goro_token_claim(G *gp);
 void goro_token_switched_out(G *gp, P *pp);
+bool goro_token_defer(G *gp, P *pp);  /* made runnable by its token's owner */
 int goro_token_sysmon(int64_t now);   /* preempt foreign owners */
 bool goro_token_waiting(void);        /* any G queued on any token */
 void goro_token_shutdown(void);       /* drop the Gs of every queue */

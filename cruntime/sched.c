@@ -810,6 +810,8 @@ void goro_goready(G *gp) {
   }
   M *mp = goro_getm();
   P *pp = mp ? mp->p : NULL;
+  if (gp->token && goro_token_defer(gp, pp))
+    return;
   if (pp) {
     runqput(pp, gp, true);
   } else {
@@ -910,6 +912,8 @@ int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts) {
   atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&sched.nspawned, 1, memory_order_relaxed);
   int64_t id = gp->goid;
+  if (gp->token && goro_token_defer(gp, pp))
+    return id;
   if (pp) {
     runqput(pp, gp, true);   /* like Go: the new G runs next */
   } else {

@@ -170,14 +170,44 @@ static void release(goro_token *t, G *gp, P *pp) {
   if (status == G_WAITING) {
     goro_goready(next);
   } else if (pp) {
+    /* This M runs it next: nobody else could run it sooner. */
     runqput(pp, next, true);
-    wakep();
   } else {
     goro_mutex_lock(&sched.lock);
     globrunqput(next);
     goro_mutex_unlock(&sched.lock);
     wakep();
   }
+}
+
+/*
+** gp, bound to a token, has just become runnable (spawned or readied) by
+** whoever runs now.  If that is the token's owner, gp cannot run before
+** the owner lets go, so waking an M for it would only have the M queue it
+** on the token and sleep again.  A goroutine owner keeps it on its own P
+** (runnext) without waking anybody; a foreign owner queues it on the token
+** at once.  Returns false when the caller does not own the token: then gp
+** goes the usual way.
+*/
+bool goro_token_defer(G *gp, P *pp) {
+  goro_token *t = gp->token;
+  M *mp = goro_getm();
+  G *me = mp ? mp->curg : goro_getg();   /* on g0 (a hand-off): nobody */
+  if (me == NULL ||
+      owner_of(atomic_load_explicit(&t->owner, memory_order_relaxed)) != me)
+    return false;
+  if (pp) {
+    runqput(pp, gp, true);
+    return true;
+  }
+  goro_mutex_lock(&t->lock);
+  bool owned = claim_or_queue(t, gp);
+  goro_mutex_unlock(&t->lock);
+  if (owned)
+    goro_throw("goro_token_defer: the token changed hands under its owner");
+  if (atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
+    goro_sysmon_wake();
+  return true;
 }
 
 void goro_token_switched_out(G *gp, P *pp) {

@@ -84,6 +84,12 @@ static int universe_gc(lua_State *L) {
     free(lg);
   }
   U->all = NULL;
+  for (LG *lg = U->free, *next; lg; lg = next) {
+    next = lg->next;
+    free(lg->sel.cases);
+    free(lg);
+  }
+  U->free = NULL;
   for (int i = 0; i < U->norphans; i++)
     free(U->orphans[i]);   /* no waiter can touch them now */
   free(U->orphans);
@@ -227,13 +233,58 @@ static void lg_run(void *arg) {
   lgoro_goroutine_ended(lg);
 }
 
-void lgoro_goroutine_ended(LG *lg) {
-  Universe *U = lg->U;
+/*
+** A goroutine ended: keep its LG and Lua thread for the next spawn (a
+** finished thread is as good as new once its stack is cleared), up to
+** LG_FREE_MAX of them; that spares the allocation of both and the GC of
+** the thread, the bulk of a spawn's cost.
+*/
+enum { LG_FREE_MAX = 1024 };
+
+static void lg_put(Universe *U, LG *lg) {
+  if (U->nfree < LG_FREE_MAX && lua_status(lg->L) == LUA_OK) {
+    lua_settop(lg->L, 0);
+    lg->next = U->free;
+    U->free = lg;
+    U->nfree++;
+    return;
+  }
   luaL_unref(lg->L, LUA_REGISTRYINDEX, lg->ref);
-  if (lg->prev) lg->prev->next = lg->next; else U->all = lg->next;
-  if (lg->next) lg->next->prev = lg->prev;
   free(lg->sel.cases);
   free(lg);
+}
+
+void lgoro_goroutine_ended(LG *lg) {
+  Universe *U = lg->U;
+  if (lg->prev) lg->prev->next = lg->next; else U->all = lg->next;
+  if (lg->next) lg->next->prev = lg->prev;
+  lg->prev = NULL;
+  lg_put(U, lg);
+}
+
+/* An LG with a Lua thread for a new goroutine, on top of L's stack. */
+static LG *lg_get(lua_State *L, Universe *U) {
+  LG *lg = U->free;
+  if (lg) {
+    U->free = lg->next;
+    U->nfree--;
+    selbuf sel = lg->sel;
+    lua_State *co = lg->L;
+    int ref = lg->ref;
+    memset(lg, 0, sizeof *lg);
+    lg->sel = sel;
+    lg->sel.busy = false;
+    lg->L = co;
+    lg->ref = ref;
+    lua_sethook(co, NULL, 0, 0);   /* one a preemption left armed */
+    return lg;
+  }
+  lg = calloc(1, sizeof *lg);
+  if (lg == NULL)
+    luaL_error(L, "goro: out of memory");
+  lg->L = lua_newthread(L);
+  lg->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return lg;
 }
 
 void (*lgoro_run_fn)(void *) = lg_run;
@@ -255,20 +306,20 @@ static int l_spawn(lua_State *L) {
   checkcallable(L, 1);
   int n = lua_gettop(L);
   lgoro_ensure_runtime(L, U);
-  LG *lg = calloc(1, sizeof *lg);
-  if (lg == NULL)
-    return luaL_error(L, "goro: out of memory");
-  lua_State *co = lua_newthread(L);
-  lg->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  LG *lg = lg_get(L, U);
+  lua_State *co = lg->L;
   lg->U = U;
-  lg->L = co;
   lg->nargs = n - 1;
+  if (!lua_checkstack(co, n)) {
+    lg_put(U, lg);
+    return luaL_error(L, "goro: too many arguments");
+  }
   lua_xmove(L, co, n);   /* the function and its arguments */
   goro_spawn_opts opts = { U->token, lg };
   int64_t id = goro_spawn_ex(lg_run, lg, &opts);
   if (id < 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, lg->ref);
-    free(lg);
+    lua_settop(co, 0);
+    lg_put(U, lg);
     return luaL_error(L, "goro: cannot spawn: %s", goro_strerror((int)id));
   }
   /* It cannot run before we give up the token: safe to finish it now. */

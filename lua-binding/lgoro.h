@@ -112,6 +112,8 @@ struct Universe {
   int threads;              /* registry ref: weak set of goroutine threads */
   int nprocs;               /* requested Ps; 0: default */
   LG *all;                  /* live goroutines */
+  LG *free;                 /* finished ones, kept with their Lua thread */
+  int nfree;
   goro_chan **orphans;      /* channels collected while waited on */
   int norphans, maxorphans;
   goro_chan *never;         /* received from by select{} : never sent to */
