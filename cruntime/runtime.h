@@ -199,7 +199,6 @@ typedef struct sched_t {
   int nprocs;
   size_t stacksize;
 
-  _Atomic int64_t goidgen;
   _Atomic int64_t ngoroutines;
   _Atomic uint64_t nspawned;
   _Atomic uint64_t nhandoff;

@@ -56,6 +56,10 @@ static void *preempt_ud;
 ** foreign threads that have used the runtime, how many of them are blocked
 ** in it, and how many of those in goro_wait.  Outside `sched`, which
 ** goro_init clears: a foreign thread outlives a runtime restart. */
+/* Goroutine ids: never reused in a process, across runtime restarts too
+** (so outside `sched`, which goro_init clears). */
+static _Atomic int64_t goidgen;
+
 static goro_deadlock_handler deadlock_handler;
 static void *deadlock_ud;
 static int nforeign, nforeignblocked, nforeignwaitall;
@@ -905,7 +909,7 @@ int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts) {
   gp->arg = arg;
   gp->token = opts ? opts->token : NULL;
   gp->local = opts ? opts->local : NULL;
-  gp->goid = atomic_fetch_add_explicit(&sched.goidgen, 1, memory_order_relaxed) + 1;
+  gp->goid = atomic_fetch_add_explicit(&goidgen, 1, memory_order_relaxed) + 1;
   gp->ctx.sp = NULL;
   atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
   atomic_store(&gp->status, G_RUNNABLE);
