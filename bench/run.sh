@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — run goro's benchmark suite side by side with Go; print one table.
+# Columns: goro (C tasks), Go, goro-lua (Lua goroutines on goro) and lua-coro
+# (plain Lua coroutines with a scheduler in Lua: the single-threaded floor).
 #
 #   bench/run.sh [WORKLOAD...]      e.g.  bench/run.sh W1 W2/1P W7
 #
@@ -14,16 +16,20 @@
 #   BENCH_SCALE    multiply every N by this (default 1; e.g. 0.1 for a quick look)
 #   BENCH_GORO     goro's binary (default build/release/bench_goro)
 #   BENCH_GO       Go's binary   (default build/bench_go)
+#   BENCH_LUA      the Lua interpreter of the Lua columns (default lua5.4)
+#   BENCH_LUA_MOD  goro's Lua module (default build/release/goro.so); its
+#                  directory becomes LUA_CPATH
 #
-# Runs alternate between implementations (goro, Go, goro, Go, ... with the
-# order rotated each round), so that noise on the machine hits both alike.
+# Runs alternate between implementations (goro, Go, goro-lua, lua-coro,
+# goro, ... with the order rotated each round), so that noise on the machine
+# hits all alike.
 # A run that exits non-zero, times out or prints no RESULT line puts `error`
 # in its cell; the reason is printed under the table.
 #
-# Adding an implementation (say Lua goroutines): give it a binary or script
-# taking `-w W -n N -procs P` and printing `RESULT <w> <value> <unit>`, and
-# append one line to IMPLS below; it becomes one more column, plus one more
-# ratio column against the base implementation.
+# Adding an implementation: give it a binary or script taking
+# `-w W -n N -procs P` and printing `RESULT <w> <value> <unit>`, and append
+# one line to IMPLS below; it becomes one more column, plus one more ratio
+# column against the base implementation.
 
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -34,13 +40,23 @@ PROCS=${BENCH_PROCS:-$(nproc 2>/dev/null || echo 1)}
 SCALE=${BENCH_SCALE:-1}
 GORO_BIN=${BENCH_GORO:-build/release/bench_goro}
 GO_BIN=${BENCH_GO:-build/bench_go}
+LUA=${BENCH_LUA:-lua5.4}
+LUA_MOD=${BENCH_LUA_MOD:-build/release/goro.so}
+# Only the Lua columns read it; ";;" keeps Lua's default path after it.
+export LUA_CPATH="$(dirname "$LUA_MOD")/?.so;;"
+GORO_LUA=bench/lua/goro_bench.lua
+CORO_LUA=bench/lua/coro_bench.lua
 
 # --- implementations --------------------------------------------------------
-# name | binary that must exist (empty: none) | command listing its workloads
-# (empty: all) | command template ({w} {n} {p} are substituted)
+# name | what must exist (empty: nothing; words: a path with a / is a file,
+# executable unless it ends in .so or .lua; a bare name is a command on PATH)
+# | command listing its workloads (empty: all) | command template ({w} {n}
+# {p} are substituted)
 IMPLS=(
   "goro|$GORO_BIN|$GORO_BIN -list|$GORO_BIN -w {w} -n {n} -procs {p}"
   "Go|$GO_BIN|$GO_BIN -list|$GO_BIN -w {w} -n {n} -procs {p}"
+  "goro-lua|$LUA $LUA_MOD $GORO_LUA|$LUA $GORO_LUA -list|$LUA $GORO_LUA -w {w} -n {n} -procs {p}"
+  "lua-coro|$LUA $CORO_LUA|$LUA $CORO_LUA -list|$LUA $CORO_LUA -w {w} -n {n} -procs {p}"
 )
 # Ratios are <impl>/<BASE>, for every implementation but BASE; the target
 # column applies to the first implementation's ratio.
@@ -71,9 +87,24 @@ for ((i = 0; i < NIMPL; i++)); do
   IMPL_CMD[i]=$(field "${IMPLS[i]}" 3)
   IMPL_OK[i]=1
   IMPL_LIST[i]=""
-  if [[ -n $bin && ! -x $bin ]]; then
+  for need in $bin; do
+    if [[ $need != */* ]]; then
+      command -v "$need" >/dev/null 2>&1 && continue
+      why="$need is not on PATH"
+    elif [[ $need == *.so || $need == *.lua ]]; then
+      [[ -r $need ]] && continue
+      why="$need not found"
+      [[ $need == *.so ]] && why="$need not built"
+    else
+      [[ -x $need ]] && continue
+      why="$need not built"
+    fi
     IMPL_OK[i]=0
-    echo "note: ${IMPL_NAME[i]}: $bin not built; its column is skipped"
+    echo "note: ${IMPL_NAME[i]}: $why; its column is skipped"
+    break
+  done
+  if ((!IMPL_OK[i])); then
+    :
   elif [[ -n $listcmd ]]; then
     if ! IMPL_LIST[i]=" $($listcmd 2>/dev/null | tr '\n' ' ') "; then
       IMPL_LIST[i]=" "
@@ -146,7 +177,7 @@ for row in "${SEL[@]}"; do
       W5_N=$((mmc / 2 - 10000))
       ((W5_N < 1000)) && W5_N=1000
       W5_NOTE="N=$W5_N, max_map_count=$mmc"
-      echo "      W5 runs with N=$W5_N (both implementations) instead"
+      echo "      W5 runs with N=$W5_N (every implementation) instead"
     fi
   fi
 done
@@ -168,7 +199,7 @@ declare -a NOTES=()
 declare -A CELL VALUE UNIT
 
 echo "goro benchmarks: $RUNS runs per cell, median; Ps = $PROCS unless the row says; $(nproc) CPUs"
-echo "  $(uname -srm)$(command -v go >/dev/null && echo ", $(go version | awk '{print $3}')"), load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
+echo "  $(uname -srm)$(command -v go >/dev/null && echo ", $(go version | awk '{print $3}')")$(command -v "$LUA" >/dev/null && echo ", $("$LUA" -v 2>&1 | awk '{print $1, $2}')"), load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 
 for row in "${SEL[@]}"; do
   id=$(field "$row" 0); w=$(field "$row" 1); p=$(field "$row" 3)
@@ -298,5 +329,7 @@ if ((${#NOTES[@]} > 0)); then
   for note in "${NOTES[@]}"; do echo "note: $note"; done
 fi
 echo
-echo "ratio = goro / Go: time per operation (lower is better), or bytes per task for W5."
+echo "ratio = <column> / Go: time per operation (lower is better), or bytes per task for W5;"
+echo "the target is goro's (C tasks).  goro-lua: Lua goroutines on goro; lua-coro: plain Lua"
+echo "coroutines and a scheduler in Lua, one thread (bench/lua/)."
 exit 0

@@ -4,10 +4,12 @@
 #   make bench BENCH_ARGS="W1 W2/1P"    some workloads (row ids or W2 for both)
 #   BENCH_RUNS=3 make bench             fewer runs (see bench/run.sh for more)
 #
-# Builds libgoro.a (V=release), build/release/bench_goro and build/bench_go,
-# then runs bench/run.sh.  A missing piece skips its column rather than
-# stopping the table: no `go` → no Go column; a library that does not build
-# → no goro column.  While libgoro.a has no channels (goro_chan_new,
+# Builds libgoro.a (V=release), build/release/bench_goro, build/bench_go
+# and the Lua module build/release/goro.so (`make lua`, mk/lua.mk), then runs
+# bench/run.sh.  A missing piece skips its column rather than stopping the
+# table: no `go` → no Go column; a library that does not build → no goro
+# column; a module that does not build → no goro-lua column (the lua-coro
+# column, plain Lua, needs only lua5.4).  While libgoro.a has no channels (goro_chan_new,
 # goro_select), bench_goro is built with -DBENCH_NO_CHAN: W1 and W5 only.
 
 BENCH_GORO  := build/release/bench_goro
@@ -18,7 +20,7 @@ BENCH_GOENV := GOCACHE=$(CURDIR)/build/gocache GOPATH=$(CURDIR)/build/gopath \
                GOMODCACHE=$(CURDIR)/build/gopath/pkg/mod GOFLAGS= GO111MODULE=on \
                GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off
 
-.PHONY: bench bench-goro bench-go
+.PHONY: bench bench-goro bench-go bench-lua
 
 bench:
 	@if $(MAKE) --no-print-directory lib V=release; then \
@@ -30,6 +32,7 @@ bench:
 	  rm -f $(BENCH_GORO); \
 	fi
 	@$(MAKE) --no-print-directory bench-go
+	@$(MAKE) --no-print-directory bench-lua
 	@bash bench/run.sh $(BENCH_ARGS)
 
 bench-goro: $(BENCH_GORO)
@@ -57,4 +60,15 @@ bench-go:
 	else \
 	  echo "bench: no \`go\` on PATH; the Go column is skipped"; \
 	  rm -f $(BENCH_GOBIN); \
+	fi
+
+# The module of the goro-lua column, if this tree has the `lua` target.
+bench-lua:
+	@if $(MAKE) --no-print-directory -n lua V=release >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory lua V=release || { \
+	    echo "bench: goro.so does not build; the goro-lua column is skipped"; \
+	    rm -f build/release/goro.so; }; \
+	else \
+	  echo "bench: no \`make lua\` target; the goro-lua column is skipped"; \
+	  rm -f build/release/goro.so; \
 	fi
