@@ -256,6 +256,9 @@ static void lg_put(Universe *U, LG *lg) {
 
 void lgoro_goroutine_ended(LG *lg) {
   Universe *U = lg->U;
+  /* First, so that a preemption signal (lblock.c, arm) arriving before the
+  ** G itself ends finds no goroutine rather than a recycled one. */
+  goro_setlocal(NULL);
   if (lg->prev) lg->prev->next = lg->next; else U->all = lg->next;
   if (lg->next) lg->next->prev = lg->prev;
   lg->prev = NULL;

@@ -31,6 +31,13 @@ LUA_PRELOAD_asan = LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS
 LUA_PRELOAD_tsan = LD_PRELOAD=$$($(CC) -print-file-name=libtsan.so) TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 GORO_TEST_SLOW=10
 BUSTED_TIMEOUT ?= 900
 
+# `busted --lua=lua5.4` starts lua5.4 again through /bin/sh, and dash
+# crashes with libtsan preloaded: under TSan the runner script is run by
+# lua5.4 directly.
+BUSTED         := busted --lua=lua5.4
+BUSTED_tsan    := lua5.4 $(shell command -v busted)
+BUSTED_V       := $(or $(BUSTED_$(V)),$(BUSTED))
+
 test-lua: lua
 	env $(LUA_PRELOAD_$(V)) LUA_CPATH="$(B)/?.so;;" GORO_TEST_BUILD=$(B) \
-	  timeout -k 10 $(BUSTED_TIMEOUT) busted --lua=lua5.4 -o utfTerminal spec/
+	  timeout -k 10 $(BUSTED_TIMEOUT) $(BUSTED_V) -o utfTerminal spec/
