@@ -156,13 +156,15 @@ bool goro_fiber_unlock_as(M *mp, G *gp, void *fiber, goro_unlockf f, void *lock)
 /*
 ** A G parked by goro_park_k restarts on a fresh stack, but its TSan fiber
 ** still has the abandoned frames on its shadow stack, which would grow with
-** every such park.  So it gets a new fiber; the old one is returned for the
-** park's unlock (it took the lock) and released after it.
+** every such park.  So the G drops it (its restart creates a new one, like
+** a first run: fibers live only as long as stacks, since TSan caps fibers
+** and threads together at 8128); the old one is returned for the park's
+** unlock, which took the lock as that fiber, and released after it.
 */
 void *goro_fiber_renew(G *gp) {
 #ifdef GORO_TSAN
   void *old = gp->tsan_fiber;
-  gp->tsan_fiber = __tsan_create_fiber(0);
+  gp->tsan_fiber = NULL;
   return old;
 #else
   (void)gp;

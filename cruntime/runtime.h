@@ -268,7 +268,7 @@ _Noreturn void goro_fiber_exit_to_g0(M *mp, G *gp); /* gp is dead */
 void goro_fiber_started(G *gp);        /* first thing a new G runs */
 void goro_fiber_clean_stack(goro_stack *s); /* before a new G uses s */
 bool goro_fiber_unlock_as(M *mp, G *gp, void *fiber, goro_unlockf f, void *lock);
-void *goro_fiber_renew(G *gp);         /* new TSan fiber; returns the old */
+void *goro_fiber_renew(G *gp);         /* drop the TSan fiber; returns it */
 void goro_fiber_release(void *fiber);  /* destroy an old one */
 
 /* sysmon.c */

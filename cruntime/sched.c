@@ -909,7 +909,9 @@ int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts) {
   gp->arg = arg;
   gp->token = opts ? opts->token : NULL;
   gp->local = opts ? opts->local : NULL;
-  gp->goid = atomic_fetch_add_explicit(&goidgen, 1, memory_order_relaxed) + 1;
+  /* sysmon may still read the goid of this G's previous life (it saw it
+  ** running a moment ago): an atomic store, read atomically there. */
+  RELAXED_STORE(gp->goid, atomic_fetch_add_explicit(&goidgen, 1, memory_order_relaxed) + 1);
   gp->ctx.sp = NULL;
   atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
   atomic_store(&gp->status, G_RUNNABLE);
@@ -1048,7 +1050,7 @@ void goro_preemptone(P *pp) {
   G *gp = ACQUIRE_LOAD(mp->curg);
   if (gp == NULL) return;
   atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);
-  goro_call_preempt_hook(mp->thread, gp->goid);
+  goro_call_preempt_hook(mp->thread, RELAXED_LOAD(gp->goid));
 }
 
 void goro_set_deadlock_handler(goro_deadlock_handler fn, void *ud) {

@@ -27,7 +27,7 @@ $(LUA_MOD): $(LB_OBJ) $(RT_OBJ)
 .PHONY: lua test-lua
 lua: $(LUA_MOD)
 
-LUA_PRELOAD_asan = LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1 GORO_TEST_SLOW=4
+LUA_PRELOAD_asan = LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1 GORO_TEST_SLOW=4
 LUA_PRELOAD_tsan = LD_PRELOAD=$$($(CC) -print-file-name=libtsan.so) TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 GORO_TEST_SLOW=10
 BUSTED_TIMEOUT ?= 900
 
