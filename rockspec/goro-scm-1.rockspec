@@ -1,4 +1,4 @@
--- luarocks make rockspec/goro-scm-1.rockspec   (from the top of the source tree)
+-- luarocks --lua-version=5.4 make rockspec/goro-scm-1.rockspec   (at the top of the tree)
 --
 -- Builds goro.so with the project's Makefile (mk/rock.mk: `make rock`,
 -- then `make rock-install`) and installs it as the C module goro.
