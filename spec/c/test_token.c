@@ -488,6 +488,7 @@ static void alive_recv(void) {
   goro_spawn(send_after_work, c);
   goro_chan_recv(c, NULL, NULL);
   goro_wait(-1);
+  goro_chan_free(c);   /* valgrind's leak check runs in the child too */
 }
 
 static void alive_syscall(void *arg) {
@@ -503,6 +504,8 @@ static void alive_in_syscall(void) {
   goro_chan *c = goro_chan_new(0, 0);
   goro_spawn(alive_syscall, c);
   goro_chan_recv(c, NULL, NULL);
+  goro_wait(-1);
+  goro_chan_free(c);
 }
 
 static void test_deadlock_detected(void **state) {
