@@ -236,6 +236,11 @@ typedef struct goro_select_case {
 */
 int goro_select(goro_select_case *cases, int n, bool block, int *chosen);
 
+/* A hint without locks: could one of the cases proceed now?  False means
+** that, a moment ago, none could (each channel was seen not ready at some
+** instant); a caller about to block can skip a non-blocking attempt. */
+bool goro_select_maybe_ready(const goro_select_case *cases, int n);
+
 /*
 ** Continuation forms, for goroutines that park with goro_park_k.  Each
 ** either completes at once and returns its result as the blocking form

@@ -320,6 +320,19 @@ int goro_selectop_finish(goro_chanop *op, int *chosen) {
   return rc;
 }
 
+bool goro_select_maybe_ready(const goro_select_case *cases, int n) {
+  for (int i = 0; i < n; i++) {
+    goro_chan *c = cases[i].c;
+    if (c == NULL)
+      continue;
+    if (__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE))
+      return true;
+    if (cases[i].dir == GORO_SELECT_RECV ? !chan_empty(c) : !chan_full(c))
+      return true;
+  }
+  return false;
+}
+
 int goro_select(goro_select_case *cases, int n, bool block, int *chosen) {
   goro_chanop op;
   return selectgo(cases, n, block, chosen, &op, NULL, NULL);

@@ -112,9 +112,15 @@ static goro_chan *checkself(lua_State *L) {
   return lgoro_checkchan(L, 1);   /* raises the usual error */
 }
 
-static goro_chan *testchan(lua_State *L, int idx) {
-  LChan *ch = luaL_testudata(L, idx, LGORO_CHAN);
-  return ch ? ch->c : NULL;
+/* The channel at idx, or NULL; `mt` is the index of the channel
+** metatable (a pointer comparison, not luaL_testudata's registry lookup). */
+static goro_chan *testchan(lua_State *L, int idx, int mt) {
+  LChan *ch = lua_touserdata(L, idx);
+  if (ch == NULL || !lua_getmetatable(L, idx))
+    return NULL;
+  bool same = lua_rawequal(L, -1, mt);
+  lua_pop(L, 1);
+  return same ? ch->c : NULL;
 }
 
 /* go.chan([cap]) */
@@ -317,6 +323,7 @@ static int select_results(lua_State *L, LG *lg, int rc) {
 ** with nothing to release.
 */
 static int l_select(lua_State *L) {
+  const int mt = lua_upvalueindex(2);
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_len(L, 1);
   luaL_argcheck(L, n <= 65535, 1, "too many cases");
@@ -327,7 +334,7 @@ static int l_select(lua_State *L) {
     int t = lua_rawgeti(L, 1, i);
     if (t == LUA_TTABLE) {
       lua_rawgeti(L, -1, 1);
-      if (testchan(L, -1) == NULL)
+      if (testchan(L, -1, mt) == NULL)
         return luaL_error(L, "bad argument #1 to 'select' (case %d: send "
                              "case {ch, value} without a channel)", i);
       if (lua_rawgeti(L, -2, 2) == LUA_TNIL)
@@ -335,7 +342,7 @@ static int l_select(lua_State *L) {
                              "of nil)", i);
       lua_pop(L, 2);
     } else if (!(t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) &&
-               testchan(L, -1) == NULL) {
+               testchan(L, -1, mt) == NULL) {
       return luaL_error(L, "bad argument #1 to 'select' (case %d: channel, "
                            "{channel, value} or false expected, got %s)",
                         i, luaL_typename(L, -1));
@@ -353,17 +360,21 @@ static int l_select(lua_State *L) {
     if (t == LUA_TTABLE) {
       lua_rawgeti(L, -1, 1);
       lua_rawgeti(L, -2, 2);
-      *cas = (goro_select_case){ testchan(L, -2), GORO_SELECT_SEND, v, false };
+      *cas = (goro_select_case){ testchan(L, -2, mt), GORO_SELECT_SEND, v, false };
       lvalue_from(L, -1, v);
       lua_pop(L, 2);
     } else if (t == LUA_TBOOLEAN) {
       *cas = (goro_select_case){ NULL, GORO_SELECT_RECV, v, false };
     } else {
-      *cas = (goro_select_case){ testchan(L, -1), GORO_SELECT_RECV, v, false };
+      *cas = (goro_select_case){ testchan(L, -1, mt), GORO_SELECT_RECV, v, false };
     }
     lua_pop(L, 1);
   }
-  int rc = goro_select(lg->cases, n, false, &lg->chosen);
+  /* A select that will block anyway skips the non-blocking attempt (a
+  ** round of locking every channel) when no case looks ready. */
+  int rc = GORO_EAGAIN;
+  if (!block || goro_select_maybe_ready(lg->cases, n))
+    rc = goro_select(lg->cases, n, false, &lg->chosen);
   if (rc == GORO_ENOMEM || rc == GORO_EINVAL) {
     release_unsent(L, lg, -1);
     selbuf_put(lg);
@@ -421,6 +432,7 @@ void lgoro_open_chan(lua_State *L, Universe *U) {
   lua_pushcclosure(L, l_chan, 1);
   lua_setfield(L, -2, "chan");
   lua_pushlightuserdata(L, U);
-  lua_pushcclosure(L, l_select, 1);
+  luaL_getmetatable(L, LGORO_CHAN);
+  lua_pushcclosure(L, l_select, 2);
   lua_setfield(L, -2, "select");
 }
