@@ -574,8 +574,30 @@ static void test_foreign_select(void **state) {
 
 
 
+/* The lock-free hint agrees with what a select could do at rest. */
+static void test_maybe_ready_hint(void **state) {
+  watchdog(__func__, 10);
+  goro_chan *u = goro_chan_new(sizeof(int), 0), *b = goro_chan_new(sizeof(int), 1);
+  int v = 7;
+  goro_select_case none[] = { { u, GORO_SELECT_RECV, &v, false },
+                              { u, GORO_SELECT_SEND, &v, false },
+                              { b, GORO_SELECT_RECV, &v, false },
+                              { NULL, GORO_SELECT_RECV, &v, false } };
+  assert_false(goro_select_maybe_ready(none, 4));
+  goro_select_case room[] = { { b, GORO_SELECT_SEND, &v, false } };
+  assert_true(goro_select_maybe_ready(room, 1));      /* b has room */
+  assert_int_equal(goro_chan_send(b, &v), GORO_OK);
+  assert_false(goro_select_maybe_ready(room, 1));     /* b is full */
+  assert_true(goro_select_maybe_ready(&none[2], 1));  /* b holds a value */
+  assert_int_equal(goro_chan_close(u), GORO_OK);
+  assert_true(goro_select_maybe_ready(none, 1));      /* u is closed */
+  goro_chan_free(u);
+  goro_chan_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_maybe_ready_hint),
     ON(1, test_default_and_disabled),
     ON(1, test_fairness_chi_square),
     ON(2, test_fairness_chi_square),
