@@ -33,8 +33,12 @@ LDFLAGS_V:= -pthread $(filter -fsanitize=%,$(CFLAGS_$(V)))
 
 RT_SRC   := $(wildcard cruntime/*.c)
 RT_ASM   := cruntime/ctx_$(ARCH).S
-RT_OBJ   := $(RT_SRC:cruntime/%.c=$(B)/rt/%.o) $(RT_ASM:cruntime/%.S=$(B)/rt/%.o)
+NP_SRC   := $(wildcard netpoll/*.c)
+RT_OBJ   := $(RT_SRC:cruntime/%.c=$(B)/rt/%.o) $(RT_ASM:cruntime/%.S=$(B)/rt/%.o) \
+            $(NP_SRC:netpoll/%.c=$(B)/np/%.o)
 RT_HDR   := $(wildcard cruntime/*.h)
+# The poller is libuv's loop (netpoll/).
+UV_LIBS  ?= -luv
 LIB      := $(B)/libgoro.a
 
 CTEST_SRC := $(wildcard spec/c/test_*.c)
@@ -58,12 +62,16 @@ $(B)/rt/%.o: cruntime/%.S
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_V) -c $< -o $@
 
+$(B)/np/%.o: netpoll/%.c $(RT_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_V) -Icruntime -c $< -o $@
+
 $(LIB): $(RT_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/test_%: spec/c/test_%.c $(LIB) $(CTEST_HDR)
-	$(CC) $(CFLAGS_V) -Icruntime -Ispec/c $< $(LIB) -lcmocka -lm $(LDFLAGS_V) -o $@
+	$(CC) $(CFLAGS_V) -Icruntime -Ispec/c $< $(LIB) -lcmocka $(UV_LIBS) -lm $(LDFLAGS_V) -o $@
 
 ctest: $(CTEST_BIN)
 

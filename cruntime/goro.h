@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <pthread.h>
 
+struct addrinfo;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -267,6 +269,80 @@ int goro_select_k(goro_select_case *cases, int n, bool block, int *chosen,
 /* After the restart: the operation's result, as the blocking form gives
 ** it (for a select, *chosen is set too). */
 int goro_chanop_finish(goro_chanop *op, int *chosen);
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Time and I/O: the poller (netpoll/, on libuv)
+** =======================================================
+*/
+
+/* Monotonic clock, nanoseconds. */
+int64_t goro_now(void);
+
+/*
+** A wait on the poller: a sleep, or a file descriptor becoming ready.  The
+** fields are private.  Blocking forms keep it on the caller's stack; the
+** continuation forms (for goro_park_k) need it to outlive the park.
+*/
+typedef struct goro_pollop {
+  int kind;
+  int result;
+  int events;
+  int64_t when;                /* deadline, goro_now() clock; 0: none */
+  struct goro_fd *fd;
+  goro_g *g;
+  struct goro_pollop *next;    /* the poller's request queue */
+  void *timer;                 /* the poller's timer handle */
+} goro_pollop;
+
+/* Park the caller (a goroutine, or a foreign thread) for at least `ns`. */
+int goro_sleep(int64_t ns);
+int goro_sleep_k(int64_t ns, goro_pollop *op, goro_fn k, void *karg);
+/* After the restart of a _k form: its result (GORO_OK, GORO_ETIMEDOUT,
+** GORO_ECLOSED). */
+int goro_pollop_finish(goro_pollop *op);
+
+/*
+** A non-blocking file descriptor watched by the poller.  Try the syscall
+** first; on EAGAIN, goro_fd_wait parks the caller until the fd is ready
+** (GORO_OK), the deadline passes (GORO_ETIMEDOUT; deadline 0: none), or
+** goro_fd_close is called (GORO_ECLOSED).  One reader and one writer may
+** wait at a time, as in Go.
+*/
+enum { GORO_READ = 1, GORO_WRITE = 2 };
+typedef struct goro_fd goro_fd;
+goro_fd *goro_fd_open(int fd);             /* sets O_NONBLOCK; NULL: ENOMEM */
+int goro_fd_fileno(goro_fd *f);
+int goro_fd_wait(goro_fd *f, int events, int64_t deadline);
+int goro_fd_wait_k(goro_fd *f, int events, int64_t deadline, goro_pollop *op,
+                   goro_fn k, void *karg);
+/* Wake its waiters with GORO_ECLOSED, close the fd, free f. */
+void goro_fd_close(goro_fd *f);
+
+/*
+** Timers that act on the poller's thread: after `ns`, and then every
+** `period` ns if period > 0, fn(ud, now) is called there.  fn must not
+** block (a non-blocking send on a channel is the usual thing: Go's
+** time.After, Timer and Ticker).  A pending timer counts as a possible
+** waker for deadlock detection.
+*/
+typedef struct goro_timer goro_timer;
+typedef void (*goro_timer_fn)(void *ud, int64_t now);
+goro_timer *goro_timer_start(int64_t ns, int64_t period, goro_timer_fn fn, void *ud);
+/* True if it stopped a pending timer.  A stopped timer may be reset. */
+bool goro_timer_stop(goro_timer *t);
+/* Stop it and start it again: fires after ns.  True if it was pending. */
+bool goro_timer_reset(goro_timer *t, int64_t ns);
+/* Stop it and free it (fn is not called after this returns). */
+void goro_timer_free(goro_timer *t);
+
+/* getaddrinfo on the poller's thread pool: the caller parks, its thread
+** and P go on with other goroutines.  Returns getaddrinfo's code (0 ok). */
+int goro_getaddrinfo(const char *node, const char *service,
+                     const struct addrinfo *hints, struct addrinfo **res);
 
 /* }====================================================== */
 

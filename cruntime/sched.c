@@ -1197,6 +1197,7 @@ void goro_shutdown(void) {
   for (int i = 0; i < sched.nprocs; i++)
     goro_preemptone(sched.allp[i]);
   goro_sysmon_stop();
+  goro_netpoll_stop();
 
   /* Idle Ms: wake them to exit.  Others see `stopping` in findrunnable or
   ** stopm (both check it under sched.lock, which orders them with this). */

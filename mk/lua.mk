@@ -22,7 +22,7 @@ $(B)/lb/%.o: lua-binding/%.c $(LB_HDR) $(RT_HDR)
 # module that starts threads and installs a signal handler must never be
 # unmapped by lua_close's dlclose while either could still run.
 $(LUA_MOD): $(LB_OBJ) $(RT_OBJ)
-	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(LDFLAGS_V)
+	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) $(LDFLAGS_V)
 
 .PHONY: lua test-lua
 lua: $(LUA_MOD)

@@ -1,0 +1,255 @@
+/*
+** test_netpoll.c — the poller: sleeps, timers, fd waits, DNS, and the
+** deadlock check's knowledge of them.
+*/
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+static const int64_t MS = 1000000;
+
+/* ---- sleeps ---- */
+
+typedef struct sleeper {
+  int64_t ns, slept;
+  _Atomic int *done;
+} sleeper;
+
+static void sleep_task(void *arg) {
+  sleeper *s = arg;
+  int64_t t0 = goro_now();
+  assert_int_equal(goro_sleep(s->ns), GORO_OK);
+  s->slept = goro_now() - t0;
+  atomic_fetch_add(s->done, 1);
+}
+
+static void test_sleep_at_least(void **state) {
+  watchdog(__func__, 30);
+  _Atomic int done = 0;
+  sleeper s[3] = { { 1 * MS, 0, &done }, { 20 * MS, 0, &done }, { 50 * MS, 0, &done } };
+  for (int i = 0; i < 3; i++)
+    assert_true(goro_spawn(sleep_task, &s[i]) > 0);
+  wait_all(20);
+  assert_int_equal(atomic_load(&done), 3);
+  for (int i = 0; i < 3; i++)
+    assert_true(s[i].slept >= s[i].ns);
+  /* The thread that is not a goroutine sleeps the same way. */
+  int64_t t0 = goro_now();
+  assert_int_equal(goro_sleep(10 * MS), GORO_OK);
+  assert_true(goro_now() - t0 >= 10 * MS);
+}
+
+/* Many sleepers at once: all wake, none early. */
+static void test_many_sleepers(void **state) {
+  watchdog(__func__, 60);
+  int n = (int)scaled(20000);
+  sleeper *s = calloc((size_t)n, sizeof *s);
+  _Atomic int done = 0;
+  for (int i = 0; i < n; i++) {
+    s[i] = (sleeper){ (int64_t)(i % 50) * MS, 0, &done };
+    assert_true(goro_spawn(sleep_task, &s[i]) > 0);
+  }
+  wait_all(60);
+  assert_int_equal(atomic_load(&done), n);
+  for (int i = 0; i < n; i++)
+    assert_true(s[i].slept >= s[i].ns);
+  free(s);
+}
+
+/* goro_sleep_k: the goroutine restarts at k with nothing on its stack. */
+typedef struct ksleeper {
+  goro_pollop op;
+  int rounds, left;
+  _Atomic int *done;
+} ksleeper;
+
+static void ksleep_step(void *arg) {
+  ksleeper *k = arg;
+  if (k->op.kind != 0)
+    assert_int_equal(goro_pollop_finish(&k->op), GORO_OK);
+  while (k->left > 0) {
+    k->left--;
+    goro_sleep_k(1 * MS, &k->op, ksleep_step, k);
+  }
+  atomic_fetch_add(k->done, 1);
+}
+
+static void test_sleep_k(void **state) {
+  watchdog(__func__, 60);
+  enum { N = 100 };
+  static ksleeper k[N];
+  _Atomic int done = 0;
+  for (int i = 0; i < N; i++) {
+    k[i] = (ksleeper){ .left = 5, .done = &done };
+    assert_true(goro_spawn(ksleep_step, &k[i]) > 0);
+  }
+  wait_all(60);
+  assert_int_equal(atomic_load(&done), N);
+}
+
+/* ---- timers ---- */
+
+static void send_now(void *ud, int64_t now) {
+  goro_chan_trysend(ud, &now);   /* a full channel drops the tick, as Go */
+}
+
+static void test_timers(void **state) {
+  watchdog(__func__, 30);
+  goro_chan *c = goro_chan_new(sizeof(int64_t), 1);
+  int64_t t0 = goro_now(), v;
+  goro_timer *t = goro_timer_start(20 * MS, 0, send_now, c);
+  assert_non_null(t);
+  assert_int_equal(goro_chan_recv(c, &v, NULL), GORO_OK);
+  assert_true(v - t0 >= 20 * MS);
+  assert_false(goro_timer_stop(t));          /* it fired already */
+  assert_false(goro_timer_reset(t, 10 * MS));
+  assert_int_equal(goro_chan_recv(c, &v, NULL), GORO_OK);   /* fires again */
+  assert_false(goro_timer_reset(t, 10 * 1000 * MS));   /* had fired */
+  assert_true(goro_timer_stop(t));           /* stopped a pending one */
+  goro_timer_free(t);
+
+  /* A ticker: ticks keep coming; a slow receiver loses some. */
+  goro_timer *tk = goro_timer_start(5 * MS, 5 * MS, send_now, c);
+  int64_t prev = 0;
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(goro_chan_recv(c, &v, NULL), GORO_OK);
+    assert_true(v > prev);
+    prev = v;
+  }
+  goro_timer_free(tk);
+  goro_chan_free(c);
+}
+
+/* ---- fd waits ---- */
+
+typedef struct piper {
+  goro_fd *f;
+  int rc;
+  char got[8];
+  _Atomic int *done;
+} piper;
+
+static void pipe_reader(void *arg) {
+  piper *p = arg;
+  for (;;) {
+    ssize_t n = read(goro_fd_fileno(p->f), p->got, sizeof p->got);
+    if (n > 0) { p->rc = GORO_OK; break; }
+    int e = errno;
+    assert_true(n < 0 && e == EAGAIN);
+    p->rc = goro_fd_wait(p->f, GORO_READ, 0);
+    if (p->rc != GORO_OK) break;
+  }
+  atomic_fetch_add(p->done, 1);
+}
+
+static void test_fd_wait(void **state) {
+  watchdog(__func__, 30);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  _Atomic int done = 0;
+  piper p = { goro_fd_open(fds[0]), -100, {0}, &done };
+  assert_true(goro_spawn(pipe_reader, &p) > 0);
+  goro_sleep(20 * MS);                       /* let it park */
+  assert_int_equal(atomic_load(&done), 0);
+  assert_int_equal(write(fds[1], "hi", 2), 2);
+  wait_all(10);
+  assert_int_equal(p.rc, GORO_OK);
+  assert_memory_equal(p.got, "hi", 2);
+
+  /* A deadline. */
+  int64_t t0 = goro_now();
+  assert_int_equal(goro_fd_wait(p.f, GORO_READ, goro_now() + 30 * MS), GORO_ETIMEDOUT);
+  assert_true(goro_now() - t0 >= 30 * MS);
+
+  /* Close wakes a waiter with GORO_ECLOSED. */
+  piper q = { p.f, -100, {0}, &done };
+  assert_true(goro_spawn(pipe_reader, &q) > 0);
+  goro_sleep(20 * MS);
+  goro_fd_close(p.f);
+  wait_all(10);
+  assert_int_equal(q.rc, GORO_ECLOSED);
+  close(fds[1]);
+}
+
+/* ---- DNS ---- */
+
+static void test_getaddrinfo(void **state) {
+  watchdog(__func__, 30);
+  struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM };
+  struct addrinfo *res = NULL;
+  assert_int_equal(goro_getaddrinfo("127.0.0.1", "80", &hints, &res), 0);
+  assert_non_null(res);
+  assert_int_equal(res->ai_family, AF_INET);
+  freeaddrinfo(res);
+  assert_int_not_equal(goro_getaddrinfo("no-such-host.invalid", NULL, &hints, &res), 0);
+}
+
+/* ---- deadlock detection knows about the poller ---- */
+
+static void on_deadlock(void *ud) {
+  (void)ud;
+  (void)!write(2, "deadlock\n", 9);
+  _exit(3);
+}
+
+static void sleep_then_send(void *arg) {
+  goro_sleep(50 * MS);
+  goro_chan_send(arg, NULL);
+}
+
+static int child(void (*body)(void)) {
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    alarm(30 * (unsigned)test_slowdown());
+    goro_init(2);
+    goro_set_deadlock_handler(on_deadlock, NULL);
+    body();
+    _exit(0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+static void alive_while_sleeping(void) {
+  goro_chan *c = goro_chan_new(0, 0);
+  goro_spawn(sleep_then_send, c);
+  goro_chan_recv(c, NULL, NULL);   /* not a deadlock: the sleeper will send */
+  goro_wait(-1);
+  goro_chan_free(c);
+}
+
+static void dead_after_timers(void) {
+  goro_chan *c = goro_chan_new(0, 0);
+  goro_sleep(10 * MS);
+  goro_chan_recv(c, NULL, NULL);   /* nothing left that could send */
+}
+
+static void test_deadlock_and_poller(void **state) {
+  watchdog(__func__, 60);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(child(alive_while_sleeping), 0);
+  assert_int_equal(child(dead_after_timers), 3);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    ON(1, test_sleep_at_least),
+    ON(2, test_sleep_at_least),
+    ON(2, test_many_sleepers),
+    ON(1, test_sleep_k),
+    ON(2, test_sleep_k),
+    ON(2, test_timers),
+    ON(1, test_fd_wait),
+    ON(2, test_fd_wait),
+    ON(2, test_getaddrinfo),
+    cmocka_unit_test(test_deadlock_and_poller),
+  };
+  return goro_run_tests(tests);
+}
