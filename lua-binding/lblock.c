@@ -31,6 +31,10 @@ static int run_blocking(LG *lg) {
       return goro_chan_recv(lg->c, &lg->val, &lg->ok);
     case OP_SELECT:
       return goro_select(lg->cases, lg->ncases, true, &lg->chosen);
+    case OP_SLEEP:
+      return goro_sleep(lg->ns);
+    case OP_FDWAIT:
+      return goro_fd_wait(lg->fd, lg->events, lg->deadline);
     case OP_WAITALL: {
       /* A goroutine waits with its thread, like a syscall: leave the token
       ** to the others meanwhile.  (The main thread has left it already.) */
@@ -116,6 +120,12 @@ void lgoro_run_op_k(LG *lg) {
       lg->rc = goro_select_k(lg->cases, lg->ncases, true, &lg->chosen,
                              &lg->cop, k, lg);
       break;
+    case OP_SLEEP:
+      lg->rc = goro_sleep_k(lg->ns, &lg->pop, k, lg);
+      break;
+    case OP_FDWAIT:
+      lg->rc = goro_fd_wait_k(lg->fd, lg->events, lg->deadline, &lg->pop, k, lg);
+      break;
     case OP_WAITALL:
       lg->rc = run_blocking(lg);
       break;
@@ -134,10 +144,20 @@ void lgoro_run_op_k(LG *lg) {
 /* In lg_run, first thing: a G restarted after goro_park_k finishes its
 ** operation; the continuation then pushes the results. */
 bool lgoro_finish_op_k(LG *lg) {
-  if (lg->cop.kind == 0)
-    return false;
-  lg->rc = goro_chanop_finish(&lg->cop, &lg->chosen);
-  return true;
+  switch (lg->op) {
+    case OP_SEND: case OP_RECV: case OP_SELECT:
+      if (lg->cop.kind == 0)
+        return false;
+      lg->rc = goro_chanop_finish(&lg->cop, &lg->chosen);
+      return true;
+    case OP_SLEEP: case OP_FDWAIT:
+      if (lg->pop.kind == 0)
+        return false;
+      lg->rc = goro_pollop_finish(&lg->pop);
+      return true;
+    default:
+      return false;
+  }
 }
 
 /* }====================================================== */

@@ -90,10 +90,6 @@ void lvalue_release(lua_State *L, lvalue *v) {
 ** =======================================================
 */
 
-typedef struct LChan {
-  goro_chan *c;
-} LChan;
-
 goro_chan *lgoro_checkchan(lua_State *L, int idx) {
   LChan *ch = luaL_checkudata(L, idx, LGORO_CHAN);
   return ch->c;
@@ -123,16 +119,22 @@ static goro_chan *testchan(lua_State *L, int idx, int mt) {
   return same ? ch->c : NULL;
 }
 
+LChan *lgoro_newchan(lua_State *L, size_t cap) {
+  LChan *ch = lua_newuserdatauv(L, sizeof *ch, 0);
+  ch->c = NULL;
+  ch->timer = NULL;
+  luaL_setmetatable(L, LGORO_CHAN);
+  ch->c = goro_chan_new(sizeof(lvalue), cap);
+  if (ch->c == NULL)
+    luaL_error(L, "goro: out of memory");
+  return ch;
+}
+
 /* go.chan([cap]) */
 static int l_chan(lua_State *L) {
   lua_Integer cap = luaL_optinteger(L, 1, 0);
   luaL_argcheck(L, cap >= 0 && cap <= (1 << 30), 1, "capacity out of range");
-  LChan *ch = lua_newuserdatauv(L, sizeof *ch, 0);
-  ch->c = NULL;
-  luaL_setmetatable(L, LGORO_CHAN);
-  ch->c = goro_chan_new(sizeof(lvalue), (size_t)cap);
-  if (ch->c == NULL)
-    return luaL_error(L, "goro: out of memory");
+  lgoro_newchan(L, (size_t)cap);
   return 1;
 }
 
@@ -146,6 +148,8 @@ static int chan_gc(lua_State *L) {
   LChan *ch = lua_touserdata(L, 1);
   if (ch->c == NULL)
     return 0;
+  goro_timer_free(ch->timer);   /* no send from it after this */
+  ch->timer = NULL;
   lvalue v;
   bool ok;
   while (goro_chan_tryrecv(ch->c, &v, &ok) == GORO_OK && ok)

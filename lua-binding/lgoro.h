@@ -59,7 +59,10 @@ typedef struct Universe Universe;
 typedef struct LG LG;
 
 /* The pending blocking operation of a goroutine or the main thread. */
-enum { OP_NONE, OP_YIELD, OP_SEND, OP_RECV, OP_SELECT, OP_WAITALL };
+enum {
+  OP_NONE, OP_YIELD, OP_SEND, OP_RECV, OP_SELECT, OP_WAITALL,
+  OP_SLEEP, OP_FDWAIT
+};
 
 /* Push the results of a finished operation (or raise its error). */
 typedef int (*lg_results)(lua_State *L, LG *lg, int rc);
@@ -93,7 +96,14 @@ struct LG {
   lvalue *vals;
   int ncases;
   bool block;
-  goro_chanop cop;
+  int64_t ns;               /* OP_SLEEP */
+  goro_fd *fd;              /* OP_FDWAIT: fd, events, deadline */
+  int events;
+  int64_t deadline;
+  union {                   /* one operation at a time */
+    goro_chanop cop;
+    goro_pollop pop;
+  };
   selbuf sel;               /* cached select buffers */
 
   /* the count hook a preemption displaced, put back by ours */
@@ -135,12 +145,22 @@ void lgoro_preempt_remove(void);
 void lgoro_open_coroutine(lua_State *L, Universe *U);
 void lgoro_goroutine_ended(LG *lg);
 
+/* A channel object; `timer` sends to it (go.after, go.timer, go.ticker). */
+typedef struct LChan {
+  goro_chan *c;
+  goro_timer *timer;
+} LChan;
+
 /* lchan.c */
+LChan *lgoro_newchan(lua_State *L, size_t cap);   /* pushed */
 void lvalue_from(lua_State *L, int idx, lvalue *v);
 void lvalue_push(lua_State *L, lvalue *v);     /* and release it */
 void lvalue_release(lua_State *L, lvalue *v);
 void lgoro_open_chan(lua_State *L, Universe *U);
 goro_chan *lgoro_checkchan(lua_State *L, int idx);
+
+/* ltime.c */
+void lgoro_open_time(lua_State *L, Universe *U);
 
 /* lsync.c */
 void lgoro_open_sync(lua_State *L, Universe *U);

@@ -54,12 +54,14 @@ struct goro_timer {
   int64_t when, period;
   goro_timer_fn fn;
   void *ud;
-  bool freeing;
+  _Atomic bool freeing;
   uv_timer_t handle;           /* netpoll thread only */
   bool handle_init;
 };
 
-enum { TIMER_IDLE, TIMER_PENDING, TIMER_DONE };
+/* FIRING: fn is running on the netpoll thread; stop waits it out, so that
+** after goro_timer_stop or goro_timer_free returns fn runs no more. */
+enum { TIMER_IDLE, TIMER_PENDING, TIMER_FIRING, TIMER_DONE };
 
 /* A getaddrinfo request: its arguments, and the op of the waiter. */
 typedef struct gai_req {
@@ -330,13 +332,13 @@ static void on_timer_object(uv_timer_t *h) {
     uv_timer_start(h, on_timer_object, ms ? ms : 1, 0);
     return;
   }
+  if (!atomic_compare_exchange_strong(&t->state, &pending, TIMER_FIRING))
+    return;   /* stopped meanwhile */
+  t->fn(t->ud, goro_now());
   if (t->period > 0) {
-    if (atomic_load(&t->state) == TIMER_PENDING)
-      t->fn(t->ud, goro_now());
-    return;
-  }
-  if (atomic_compare_exchange_strong(&t->state, &pending, TIMER_DONE)) {
-    t->fn(t->ud, goro_now());
+    atomic_store(&t->state, TIMER_PENDING);
+  } else {
+    atomic_store(&t->state, TIMER_DONE);
     atomic_fetch_sub(&sched.nexternalwait, 1);
   }
 }
@@ -704,11 +706,26 @@ static bool timer_request(goro_timer *t, int kind) {
   return true;
 }
 
+/* PENDING -> IDLE, waiting out a fn that runs right now. */
+static bool timer_disarm(goro_timer *t, int to) {
+  for (;;) {
+    int s = atomic_load(&t->state);
+    if (s == TIMER_FIRING) {
+      goro_cpu_relax();
+      continue;
+    }
+    if (s != TIMER_PENDING)
+      return false;
+    if (atomic_compare_exchange_weak(&t->state, &s, to)) {
+      atomic_fetch_sub(&sched.nexternalwait, 1);
+      return true;
+    }
+  }
+}
+
 bool goro_timer_stop(goro_timer *t) {
-  int pending = TIMER_PENDING;
-  if (!atomic_compare_exchange_strong(&t->state, &pending, TIMER_IDLE))
+  if (!timer_disarm(t, TIMER_IDLE))
     return false;
-  atomic_fetch_sub(&sched.nexternalwait, 1);
   timer_request(t, REQ_TIMER_STOP);
   return true;
 }
@@ -727,9 +744,7 @@ bool goro_timer_reset(goro_timer *t, int64_t ns) {
 void goro_timer_free(goro_timer *t) {
   if (t == NULL)
     return;
-  int pending = TIMER_PENDING;
-  if (atomic_compare_exchange_strong(&t->state, &pending, TIMER_DONE))
-    atomic_fetch_sub(&sched.nexternalwait, 1);
+  timer_disarm(t, TIMER_DONE);
   t->freeing = true;
   if (!timer_request(t, REQ_TIMER_FREE))
     goro_throw("netpoll: out of memory");
