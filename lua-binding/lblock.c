@@ -102,6 +102,48 @@ int lgoro_block(lua_State *L, LG *lg, int op, lg_results results) {
   return results(L, lg, lg->rc);
 }
 
+/* Can lg, running L, take the yield path? */
+bool lgoro_yieldable(lua_State *L, LG *lg) {
+  return lg != &lg->U->main && L == lg->L && lua_isyieldable(L);
+}
+
+/* Block now in lg->op, on the native or main path, and return its result
+** (for loops that retry a syscall after each wait). */
+int lgoro_block_now(lua_State *L, LG *lg, int op) {
+  Universe *U = lg->U;
+  lg->op = op;
+  int rc;
+  if (lg == &U->main) {
+    if (U->closing || main_closing(L)) {
+      lg->op = OP_NONE;
+      return luaL_error(L, "goro: cannot block while the Lua state closes");
+    }
+    lgoro_ensure_runtime(L, U);
+    goro_token_release(U->token);
+    rc = run_blocking(lg);
+    goro_token_acquire(U->token);
+  } else {
+    rc = run_blocking(lg);
+  }
+  lg->op = OP_NONE;
+  return rc;
+}
+
+/* Run fn(arg), which blocks its thread without Lua (DNS), with the token
+** left to the others if this is the main thread.  A goroutine parks in fn
+** like any goroutine, and its token goes on at the switch. */
+void lgoro_without_token(lua_State *L, LG *lg, void (*fn)(void *), void *arg) {
+  Universe *U = lg->U;
+  if (lg == &U->main) {
+    lgoro_ensure_runtime(L, U);
+    goro_token_release(U->token);
+    fn(arg);
+    goro_token_acquire(U->token);
+  } else {
+    fn(arg);
+  }
+}
+
 /*
 ** In lg_run, after the goroutine yielded for lg->op: do it.  A channel
 ** operation that must wait parks with goro_park_k and never returns; the

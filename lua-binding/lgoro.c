@@ -466,6 +466,7 @@ int luaopen_goro(lua_State *L) {
   lgoro_open_chan(L, U);
   lgoro_open_sync(L, U);
   lgoro_open_time(L, U);
+  lgoro_open_net(L, U);
   lgoro_open_coroutine(L, U);
   /* go(fn, ...) as go.spawn(fn, ...) */
   lua_createtable(L, 0, 1);

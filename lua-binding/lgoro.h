@@ -100,6 +100,7 @@ struct LG {
   goro_fd *fd;              /* OP_FDWAIT: fd, events, deadline */
   int events;
   int64_t deadline;
+  size_t netdone;           /* bytes written so far (conn:write) */
   union {                   /* one operation at a time */
     goro_chanop cop;
     goro_pollop pop;
@@ -138,6 +139,9 @@ void lgoro_orphan(Universe *U, goro_chan *c);
 
 /* lblock.c */
 int lgoro_block(lua_State *L, LG *lg, int op, lg_results results);
+bool lgoro_yieldable(lua_State *L, LG *lg);
+int lgoro_block_now(lua_State *L, LG *lg, int op);
+void lgoro_without_token(lua_State *L, LG *lg, void (*fn)(void *), void *arg);
 void lgoro_run_op_k(LG *lg);              /* lg_run: after a yield */
 bool lgoro_finish_op_k(LG *lg);           /* lg_run: after a restart */
 void lgoro_preempt_install(Universe *U);
@@ -161,6 +165,9 @@ goro_chan *lgoro_checkchan(lua_State *L, int idx);
 
 /* ltime.c */
 void lgoro_open_time(lua_State *L, Universe *U);
+
+/* lnet.c */
+void lgoro_open_net(lua_State *L, Universe *U);
 
 /* lsync.c */
 void lgoro_open_sync(lua_State *L, Universe *U);

@@ -1,0 +1,735 @@
+/*
+** lnet.c — go.net: TCP listeners and connections, UDP sockets and DNS,
+** on non-blocking fds watched by the poller (netpoll/).
+**
+** Every operation tries its syscall first, on the goroutine's own thread
+** and with the token held (no hop when data is there), and waits for the
+** fd only on EAGAIN.  The wait takes the yield path when it can: then the
+** continuation runs the same operation again, with its progress kept in
+** the goroutine's state; elsewhere it blocks in place and loops.  Errors
+** come back Lua-style, nil and a message: "timeout", "closed", or the
+** system's words ("connection refused").
+*/
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "lgoro.h"
+
+#define LGORO_CONN "goro.conn"
+#define LGORO_LISTENER "goro.listener"
+#define LGORO_UDP "goro.udp"
+
+enum { KIND_CONN, KIND_LISTENER, KIND_UDP };
+enum { READ_DEFAULT = 64 * 1024, BUF_MIN = 4096 };
+
+/* A socket of any kind, with a read buffer (conn:readline, readn). */
+typedef struct Sock {
+  goro_fd *f;                /* NULL once closed */
+  int fd;
+  int kind;
+  double timeout;            /* seconds per call; < 0: none */
+  char *buf;
+  size_t bufstart, bufend, bufcap;
+} Sock;
+
+/* The operation a goroutine is doing on a socket, kept across a wait. */
+enum { NET_READ, NET_READLINE, NET_READN, NET_WRITE, NET_ACCEPT, NET_CONNECT,
+       NET_RECVFROM, NET_SENDTO };
+
+static const char *errmsg(int e) {
+  static __thread char lower[128];
+  switch (e) {
+    case ETIMEDOUT: return "timeout";
+    case EPIPE: return "closed";
+    default: break;
+  }
+  const char *s = strerror(e);
+  size_t n = strlen(s);
+  if (n >= sizeof lower) n = sizeof lower - 1;
+  memcpy(lower, s, n);
+  lower[n] = '\0';
+  if (lower[0] >= 'A' && lower[0] <= 'Z' && !(lower[1] >= 'A' && lower[1] <= 'Z'))
+    lower[0] = (char)(lower[0] - 'A' + 'a');
+  return lower;
+}
+
+static int fail(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+static Sock *checksock(lua_State *L, int kind) {
+  static const char *names[] = { LGORO_CONN, LGORO_LISTENER, LGORO_UDP };
+  return luaL_checkudata(L, 1, names[kind]);
+}
+
+static Sock *newsock(lua_State *L, int fd, int kind) {
+  static const char *names[] = { LGORO_CONN, LGORO_LISTENER, LGORO_UDP };
+  Sock *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->fd = -1;
+  s->timeout = -1;
+  luaL_setmetatable(L, names[kind]);
+  s->f = goro_fd_open(fd);
+  if (s->f == NULL) {
+    close(fd);
+    luaL_error(L, "goro: out of memory");
+  }
+  s->fd = fd;
+  s->kind = kind;
+  return s;
+}
+
+static void sock_close(Sock *s) {
+  if (s->f) {
+    goro_fd_close(s->f);   /* wakes its waiters with "closed" */
+    s->f = NULL;
+  }
+  free(s->buf);
+  s->buf = NULL;
+  s->bufstart = s->bufend = s->bufcap = 0;
+}
+
+static int l_close(lua_State *L) {
+  Sock *s = lua_touserdata(L, 1);
+  luaL_argexpected(L, s != NULL, 1, "socket");
+  sock_close(s);
+  return 0;
+}
+
+static int64_t deadline_of(Sock *s) {
+  if (s->timeout < 0)
+    return 0;
+  return goro_now() + (int64_t)(s->timeout * 1e9) + 1;
+}
+
+
+/*
+** {======================================================
+** Addresses
+** =======================================================
+*/
+
+/* "host:port", "[v6]:port", ":port" -> host (may be ""), port. */
+static int splitaddr(lua_State *L, const char *a, char *host, size_t hsize,
+                     char *port, size_t psize) {
+  const char *colon = strrchr(a, ':');
+  if (colon == NULL)
+    return 0;
+  const char *h = a, *he = colon;
+  if (*h == '[') {
+    h++;
+    if (he == h || he[-1] != ']')
+      return 0;
+    he--;
+  }
+  size_t hl = (size_t)(he - h), pl = strlen(colon + 1);
+  if (hl >= hsize || pl == 0 || pl >= psize)
+    return 0;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  memcpy(port, colon + 1, pl + 1);
+  (void)L;
+  return 1;
+}
+
+static void pushaddr(lua_State *L, const struct sockaddr *sa) {
+  char ip[INET6_ADDRSTRLEN];
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const void *)sa;
+    inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+    lua_pushfstring(L, "[%s]:%d", ip, (int)ntohs(s6->sin6_port));
+  } else if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const void *)sa;
+    inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+    lua_pushfstring(L, "%s:%d", ip, (int)ntohs(s4->sin_port));
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+typedef struct gai_call {
+  const char *host, *port;
+  struct addrinfo hints, *res;
+  int rc;
+} gai_call;
+
+static void do_gai(void *arg) {
+  gai_call *g = arg;
+  g->rc = goro_getaddrinfo(g->host, g->port, &g->hints, &g->res);
+}
+
+/* Resolve host and port: numeric addresses at once, names on the
+** poller's thread pool (the caller parks, its thread runs others). */
+static int resolve(lua_State *L, const char *host, const char *port, int socktype,
+                   bool passive, struct addrinfo **res, const char **err) {
+  gai_call g = { .host = host[0] ? host : NULL, .port = port };
+  g.hints.ai_socktype = socktype;
+  g.hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_NUMERICSERV;
+  if (g.host == NULL && !passive)
+    g.host = "127.0.0.1";
+  g.hints.ai_flags |= AI_NUMERICHOST;
+  g.rc = getaddrinfo(g.host, g.port, &g.hints, &g.res);
+  if (g.rc == EAI_NONAME) {   /* a name: ask the pool */
+    g.hints.ai_flags &= ~AI_NUMERICHOST;
+    lgoro_without_token(L, lgoro_current(L), do_gai, &g);
+  }
+  if (g.rc != 0) {
+    *err = g.rc == EAI_NONAME ? "no such host" : gai_strerror(g.rc);
+    return -1;
+  }
+  *res = g.res;
+  return 0;
+}
+
+/* go.net.resolve(host) -> { ip, ... } */
+static int l_resolve(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  struct addrinfo *res;
+  const char *err;
+  if (resolve(L, host, "0", SOCK_STREAM, false, &res, &err) != 0)
+    return fail(L, err);
+  lua_newtable(L);
+  int n = 0;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    char ip[INET6_ADDRSTRLEN];
+    const void *a = ai->ai_family == AF_INET6
+        ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+        : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+    if (inet_ntop(ai->ai_family, a, ip, sizeof ip)) {
+      lua_pushstring(L, ip);
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  freeaddrinfo(res);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** The retry loop: syscall, wait, syscall
+** =======================================================
+*/
+
+static int netop(lua_State *L, LG *lg);
+
+static int netop_continue(lua_State *L, LG *lg, int rc) {
+  if (rc == GORO_ETIMEDOUT)
+    return fail(L, "timeout");
+  if (rc == GORO_ECLOSED)
+    return fail(L, "closed");
+  if (rc != GORO_OK)
+    return fail(L, goro_strerror(rc));
+  return netop(L, lg);
+}
+
+/* Wait for the socket at index 1; returns the count of results when the
+** operation is over (yield path, or an error), or -1 to try again. */
+static int wait_for(lua_State *L, LG *lg, Sock *s, int events) {
+  lg->fd = s->f;
+  lg->events = events;
+  if (lgoro_yieldable(L, lg))
+    return lgoro_block(L, lg, OP_FDWAIT, netop_continue);
+  int rc = lgoro_block_now(L, lg, OP_FDWAIT);
+  if (rc != GORO_OK)
+    return netop_continue(L, lg, rc);
+  return -1;
+}
+
+/* Fill the read buffer with what one read(2) gives: > 0 bytes, 0 at EOF,
+** or -errno. */
+static ssize_t fill(Sock *s, size_t want) {
+  if (s->bufstart > 0 && s->bufstart == s->bufend)
+    s->bufstart = s->bufend = 0;
+  if (s->bufcap - s->bufend < want) {
+    if (s->bufstart > 0) {
+      memmove(s->buf, s->buf + s->bufstart, s->bufend - s->bufstart);
+      s->bufend -= s->bufstart;
+      s->bufstart = 0;
+    }
+    if (s->bufcap - s->bufend < want) {
+      size_t cap = s->bufend + want;
+      if (cap < BUF_MIN) cap = BUF_MIN;
+      char *b = realloc(s->buf, cap);
+      if (b == NULL)
+        return -ENOMEM;
+      s->buf = b;
+      s->bufcap = cap;
+    }
+  }
+  ssize_t n = read(s->fd, s->buf + s->bufend, s->bufcap - s->bufend);
+  if (n < 0)
+    return -errno;
+  s->bufend += (size_t)n;
+  return n;
+}
+
+/*
+** The operation lg->netop (NET_*) on the socket at index 1, its arguments
+** at 2 and up.  Runs again from the top after every wait; what it has done
+** so far is in the socket's buffer (reads) or lg->netdone (writes).
+*/
+static int netop(lua_State *L, LG *lg) {
+  Sock *s = lua_touserdata(L, 1);
+  for (;;) {
+    if (s->f == NULL)
+      return fail(L, "closed");
+    int r;
+    switch ((int)lua_tointeger(L, lua_upvalueindex(2))) {
+      case NET_READ: {
+        size_t want = (size_t)luaL_optinteger(L, 2, READ_DEFAULT);
+        if (want > 16 * READ_DEFAULT)   /* "up to n": bound the buffer */
+          want = 16 * READ_DEFAULT;
+        if (s->bufend > s->bufstart) {
+          size_t n = s->bufend - s->bufstart;
+          if (n > want) n = want;
+          lua_pushlstring(L, s->buf + s->bufstart, n);
+          s->bufstart += n;
+          return 1;
+        }
+        ssize_t n = fill(s, want);
+        if (n > 0) {
+          lua_pushlstring(L, s->buf + s->bufstart, (size_t)n);
+          s->bufstart += (size_t)n;
+          return 1;
+        }
+        if (n == 0)
+          return fail(L, "closed");
+        if (n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR)
+          return fail(L, errmsg((int)-n));
+        if (n == -EINTR)
+          continue;
+        if ((r = wait_for(L, lg, s, GORO_READ)) >= 0)
+          return r;
+        continue;
+      }
+      case NET_READLINE:
+      case NET_READN: {
+        bool line = lua_tointeger(L, lua_upvalueindex(2)) == NET_READLINE;
+        size_t need = line ? 0 : (size_t)luaL_checkinteger(L, 2);
+        for (;;) {
+          size_t have = s->bufend - s->bufstart;
+          if (line) {
+            char *nl = have ? memchr(s->buf + s->bufstart, '\n', have) : NULL;
+            if (nl) {
+              size_t len = (size_t)(nl - (s->buf + s->bufstart));
+              size_t keep = len;
+              if (keep > 0 && s->buf[s->bufstart + keep - 1] == '\r')
+                keep--;
+              lua_pushlstring(L, s->buf + s->bufstart, keep);
+              s->bufstart += len + 1;
+              return 1;
+            }
+          } else if (have >= need) {
+            lua_pushlstring(L, s->buf + s->bufstart, need);
+            s->bufstart += need;
+            return 1;
+          }
+          ssize_t n = fill(s, line ? BUF_MIN : need - have);
+          if (n > 0)
+            continue;
+          if (n == 0)
+            return fail(L, "closed");
+          if (n == -EINTR)
+            continue;
+          if (n != -EAGAIN && n != -EWOULDBLOCK)
+            return fail(L, errmsg((int)-n));
+          break;
+        }
+        if ((r = wait_for(L, lg, s, GORO_READ)) >= 0)
+          return r;
+        continue;
+      }
+      case NET_WRITE: {
+        size_t len;
+        const char *data = lua_tolstring(L, 2, &len);
+        while (lg->netdone < len) {
+          ssize_t n = send(s->fd, data + lg->netdone, len - lg->netdone, MSG_NOSIGNAL);
+          if (n > 0) {
+            lg->netdone += (size_t)n;
+            continue;
+          }
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+          return fail(L, errmsg(errno));
+        }
+        if (lg->netdone == len) {
+          lua_pushinteger(L, (lua_Integer)len);
+          return 1;
+        }
+        if ((r = wait_for(L, lg, s, GORO_WRITE)) >= 0)
+          return r;
+        continue;
+      }
+      case NET_ACCEPT: {
+        int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+          int one = 1;
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          newsock(L, fd, KIND_CONN);
+          return 1;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+          continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+          return fail(L, errmsg(errno));   /* EMFILE: the caller decides */
+        if ((r = wait_for(L, lg, s, GORO_READ)) >= 0)
+          return r;
+        continue;
+      }
+      case NET_CONNECT: {
+        /* The connect(2) was started by dial; here, wait for its end. */
+        if (lg->netdone == 0) {
+          lg->netdone = 1;
+          if ((r = wait_for(L, lg, s, GORO_WRITE)) >= 0)
+            return r;
+        }
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err != 0) {
+          sock_close(s);
+          return fail(L, errmsg(err));
+        }
+        lua_settop(L, 1);
+        return 1;
+      }
+      case NET_RECVFROM: {
+        size_t want = (size_t)luaL_optinteger(L, 2, READ_DEFAULT);
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        luaL_Buffer b;
+        char *p = luaL_buffinitsize(L, &b, want);
+        ssize_t n = recvfrom(s->fd, p, want, 0, (struct sockaddr *)&from, &fl);
+        if (n >= 0) {
+          luaL_pushresultsize(&b, (size_t)n);
+          pushaddr(L, (struct sockaddr *)&from);
+          return 2;
+        }
+        int e = errno;
+        lua_pop(L, 1);
+        if (e == EINTR)
+          continue;
+        if (e != EAGAIN && e != EWOULDBLOCK)
+          return fail(L, errmsg(e));
+        if ((r = wait_for(L, lg, s, GORO_READ)) >= 0)
+          return r;
+        continue;
+      }
+      default:
+        return luaL_error(L, "goro: bad socket operation");
+    }
+  }
+}
+
+/* Start operation `op` (an upvalue) on the socket at 1. */
+static int start(lua_State *L, int kind) {
+  Sock *s = checksock(L, kind);
+  LG *lg = lgoro_current(L);
+  lg->netdone = 0;
+  lg->deadline = deadline_of(s);
+  if (s->f == NULL)
+    return fail(L, "closed");
+  return netop(L, lg);
+}
+
+static int conn_op(lua_State *L) {
+  int op = (int)lua_tointeger(L, lua_upvalueindex(2));
+  if (op == NET_READ && !lua_isnoneornil(L, 2))
+    luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "must be positive");
+  if (op == NET_READN)
+    luaL_argcheck(L, luaL_checkinteger(L, 2) >= 0, 2, "must not be negative");
+  if (op == NET_WRITE)
+    luaL_checkstring(L, 2);
+  return start(L, KIND_CONN);
+}
+
+static int listener_accept(lua_State *L) {
+  return start(L, KIND_LISTENER);
+}
+
+static int udp_recvfrom(lua_State *L) {
+  if (!lua_isnoneornil(L, 2))
+    luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "must be positive");
+  return start(L, KIND_UDP);
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Making sockets
+** =======================================================
+*/
+
+static double opt_number(lua_State *L, int t, const char *k, double dflt) {
+  if (lua_type(L, t) != LUA_TTABLE)
+    return dflt;
+  lua_getfield(L, t, k);
+  double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static bool opt_bool(lua_State *L, int t, const char *k) {
+  if (lua_type(L, t) != LUA_TTABLE)
+    return false;
+  lua_getfield(L, t, k);
+  bool v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int bind_socket(lua_State *L, const char *addr, int socktype, int kind,
+                       int backlog, bool reuseport) {
+  char host[256], port[32];
+  if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
+    return luaL_argerror(L, 1, "address must be \"host:port\"");
+  if (strcmp(host, "*") == 0)
+    host[0] = '\0';
+  struct addrinfo *res;
+  const char *err;
+  if (resolve(L, host, port, socktype, true, &res, &err) != 0)
+    return fail(L, err);
+  int e = 0;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    if (fd < 0) { e = errno; continue; }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+        (socktype != SOCK_STREAM || listen(fd, backlog) == 0)) {
+      freeaddrinfo(res);
+      newsock(L, fd, kind);
+      return 1;
+    }
+    e = errno;
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return fail(L, errmsg(e ? e : EADDRNOTAVAIL));
+}
+
+/* go.net.listen(address [, opts]) -> listener */
+static int l_listen(lua_State *L) {
+  const char *addr = luaL_checkstring(L, 1);
+  double backlog = opt_number(L, 2, "backlog", 511);
+  return bind_socket(L, addr, SOCK_STREAM, KIND_LISTENER, (int)backlog,
+                     opt_bool(L, 2, "reuseport"));
+}
+
+/* go.net.udp(address) -> u */
+static int l_udp(lua_State *L) {
+  return bind_socket(L, luaL_checkstring(L, 1), SOCK_DGRAM, KIND_UDP, 0, false);
+}
+
+static int dial_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L);
+}
+
+/* go.net.dial(address [, opts]) -> conn */
+static int l_dial(lua_State *L) {
+  const char *addr = luaL_checkstring(L, 1);
+  double timeout = opt_number(L, 2, "timeout", -1);
+  char host[256], port[32];
+  if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
+    return luaL_argerror(L, 1, "address must be \"host:port\"");
+  struct addrinfo *res;
+  const char *err;
+  if (resolve(L, host, port, SOCK_STREAM, false, &res, &err) != 0)
+    return fail(L, err);
+  /* The first address only: enough for loopback and most hosts, and it
+  ** keeps one operation per goroutine. */
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return fail(L, errmsg(errno));
+  }
+  int rc = connect(fd, res->ai_addr, res->ai_addrlen);
+  int e = errno;
+  freeaddrinfo(res);
+  if (rc != 0 && e != EINPROGRESS) {
+    close(fd);
+    return fail(L, errmsg(e));
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  LG *lg = lgoro_current(L);
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(2));   /* dial_wait */
+  newsock(L, fd, KIND_CONN);
+  lg->deadline = timeout >= 0 ? goro_now() + (int64_t)(timeout * 1e9) + 1 : 0;
+  lg->netdone = rc == 0;   /* connected at once: nothing to wait for */
+  lua_callk(L, 1, LUA_MULTRET, 0, dial_k);
+  return lua_gettop(L);
+}
+
+/* The second stage of dial, a closure with NET_CONNECT as upvalue 2:
+** wait for the connect(2) that l_dial started, yielding if it can. */
+static int dial_wait(lua_State *L) {
+  Sock *s = checksock(L, KIND_CONN);
+  LG *lg = lgoro_current(L);
+  if (s->f == NULL)
+    return fail(L, "closed");
+  return netop(L, lg);
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Methods
+** =======================================================
+*/
+
+static int conn_settimeout(lua_State *L) {
+  Sock *s = lua_touserdata(L, 1);
+  luaL_argexpected(L, s != NULL, 1, "socket");
+  if (lua_isnoneornil(L, 2)) {
+    s->timeout = -1;
+  } else {
+    lua_Number t = luaL_checknumber(L, 2);
+    luaL_argcheck(L, t >= 0 && !isnan(t), 2, "must not be negative");
+    s->timeout = t;
+  }
+  return 0;
+}
+
+static int sock_name(lua_State *L, bool peer) {
+  Sock *s = lua_touserdata(L, 1);
+  luaL_argexpected(L, s != NULL, 1, "socket");
+  if (s->f == NULL)
+    return fail(L, "closed");
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  int rc = peer ? getpeername(s->fd, (struct sockaddr *)&sa, &len)
+                : getsockname(s->fd, (struct sockaddr *)&sa, &len);
+  if (rc != 0)
+    return fail(L, errmsg(errno));
+  pushaddr(L, (struct sockaddr *)&sa);
+  return 1;
+}
+
+static int l_localaddr(lua_State *L) { return sock_name(L, false); }
+static int l_remoteaddr(lua_State *L) { return sock_name(L, true); }
+
+/* u:sendto(s, address) -> bytes */
+static int udp_sendto(lua_State *L) {
+  Sock *s = checksock(L, KIND_UDP);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  const char *addr = luaL_checkstring(L, 3);
+  if (s->f == NULL)
+    return fail(L, "closed");
+  char host[256], port[32];
+  if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
+    return luaL_argerror(L, 3, "address must be \"host:port\"");
+  struct addrinfo *res;
+  const char *err;
+  if (resolve(L, host, port, SOCK_DGRAM, false, &res, &err) != 0)
+    return fail(L, err);
+  ssize_t n = sendto(s->fd, data, len, MSG_NOSIGNAL, res->ai_addr, res->ai_addrlen);
+  int e = errno;
+  freeaddrinfo(res);
+  if (n < 0)   /* a full send buffer drops the datagram, as UDP may */
+    return fail(L, errmsg(e));
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+static int sock_tostring(lua_State *L) {
+  Sock *s = lua_touserdata(L, 1);
+  static const char *names[] = { "goro.conn", "goro.listener", "goro.udp" };
+  if (s->f == NULL)
+    lua_pushfstring(L, "%s (closed)", names[s->kind]);
+  else
+    lua_pushfstring(L, "%s (fd %d)", names[s->kind], s->fd);
+  return 1;
+}
+
+static void newclass(lua_State *L, Universe *U, const char *name,
+                     const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, sock_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_createtable(L, 0, 8);
+  lua_pushlightuserdata(L, U);
+  luaL_setfuncs(L, methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+/* A method that runs netop for operation `op`. */
+static void setop(lua_State *L, Universe *U, const char *tname, const char *name,
+                  lua_CFunction f, int op) {
+  luaL_getmetatable(L, tname);
+  lua_getfield(L, -1, "__index");
+  lua_pushlightuserdata(L, U);
+  lua_pushinteger(L, op);
+  lua_pushcclosure(L, f, 2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 2);
+}
+
+void lgoro_open_net(lua_State *L, Universe *U) {
+  static const luaL_Reg conn[] = {
+    {"close", l_close}, {"settimeout", conn_settimeout},
+    {"localaddr", l_localaddr}, {"remoteaddr", l_remoteaddr}, {NULL, NULL}
+  };
+  static const luaL_Reg listener[] = {
+    {"close", l_close}, {"addr", l_localaddr}, {"settimeout", conn_settimeout},
+    {NULL, NULL}
+  };
+  static const luaL_Reg udp[] = {
+    {"close", l_close}, {"addr", l_localaddr}, {"sendto", udp_sendto},
+    {"settimeout", conn_settimeout}, {NULL, NULL}
+  };
+  newclass(L, U, LGORO_CONN, conn);
+  newclass(L, U, LGORO_LISTENER, listener);
+  newclass(L, U, LGORO_UDP, udp);
+  setop(L, U, LGORO_CONN, "read", conn_op, NET_READ);
+  setop(L, U, LGORO_CONN, "readline", conn_op, NET_READLINE);
+  setop(L, U, LGORO_CONN, "readn", conn_op, NET_READN);
+  setop(L, U, LGORO_CONN, "write", conn_op, NET_WRITE);
+  setop(L, U, LGORO_LISTENER, "accept", listener_accept, NET_ACCEPT);
+  setop(L, U, LGORO_UDP, "recvfrom", udp_recvfrom, NET_RECVFROM);
+
+  lua_createtable(L, 0, 5);
+  static const luaL_Reg funcs[] = {
+    {"listen", l_listen}, {"udp", l_udp}, {"resolve", l_resolve}, {NULL, NULL}
+  };
+  lua_pushlightuserdata(L, U);
+  luaL_setfuncs(L, funcs, 1);
+  /* dial: upvalue 2 is the connect-wait closure (NET_CONNECT). */
+  lua_pushlightuserdata(L, U);
+  lua_pushlightuserdata(L, U);
+  lua_pushinteger(L, NET_CONNECT);
+  lua_pushcclosure(L, dial_wait, 2);
+  lua_pushcclosure(L, l_dial, 2);
+  lua_setfield(L, -2, "dial");
+  lua_setfield(L, -2, "net");
+}
