@@ -47,8 +47,8 @@ $(BENCH_GORO): bench/c/bench.c cruntime/goro.h build/release/libgoro.a
 	  printf '%s\n' "$$syms" | grep -q " T $$s$$" || nochan=-DBENCH_NO_CHAN; \
 	done; \
 	[ -z "$$nochan" ] || echo "bench: libgoro.a has no channels yet: bench_goro runs W1 and W5 only"; \
-	echo "$(CC) $(COMMON) $(CFLAGS_release) $$nochan -Icruntime $< build/release/libgoro.a -pthread -o $@"; \
-	$(CC) $(COMMON) $(CFLAGS_release) $$nochan -Icruntime $< build/release/libgoro.a -pthread -o $@
+	echo "$(CC) $(COMMON) $(CFLAGS_release) $$nochan -Icruntime $< build/release/libgoro.a $(UV_LIBS) -pthread -o $@"; \
+	$(CC) $(COMMON) $(CFLAGS_release) $$nochan -Icruntime $< build/release/libgoro.a $(UV_LIBS) -pthread -o $@
 
 bench-go:
 	@if command -v go >/dev/null 2>&1; then \
