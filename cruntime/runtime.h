@@ -142,6 +142,7 @@ struct goro_p {
   /* Counters: written by the owner only, read racily by goro_stats. */
   _Atomic uint64_t nswitch;
   _Atomic uint64_t nsteal;
+  _Atomic int64_t nstackheld;   /* stack.c: allocated here minus freed here */
 
   /* sysmon's last observation */
   uint32_t sysmontick, sysmonsyscalltick;

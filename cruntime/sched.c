@@ -1275,6 +1275,8 @@ void goro_stats(goro_stats_t *out) {
   out->preemptions = atomic_load(&sched.npreempt);
   out->spawned = atomic_load(&sched.nspawned);
   out->stacks = atomic_load(&goro_stacks_inuse);
+  for (int i = 0; i < sched.nprocs; i++)
+    out->stacks += atomic_load_explicit(&sched.allp[i]->nstackheld, memory_order_relaxed);
 }
 
 /* }====================================================== */

@@ -213,8 +213,20 @@ int goro_stack_scavenge(void) {
   return n;
 }
 
-/* Stacks held by goroutines (goro_stats): not those cached or pooled. */
+/* Stacks held by goroutines (goro_stats): not those cached or pooled.
+** Counted per P by its owner, so that the count costs no shared cache
+** line; a P's count may go negative (a G frees on another P than it
+** allocated on), the sum does not.  Without a P: this global. */
 _Atomic int64_t goro_stacks_inuse;
+
+static void count_stack(P *pp, int64_t d) {
+  if (pp)
+    atomic_store_explicit(&pp->nstackheld,
+        atomic_load_explicit(&pp->nstackheld, memory_order_relaxed) + d,
+        memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(&goro_stacks_inuse, d, memory_order_relaxed);
+}
 
 int goro_stack_alloc(P *pp, goro_stack *s) {
   if (pp == NULL) {
@@ -227,14 +239,14 @@ int goro_stack_alloc(P *pp, goro_stack *s) {
       return GORO_ENOMEM;
     *s = pp->stackcache[--pp->nstack];
   }
-  atomic_fetch_add_explicit(&goro_stacks_inuse, 1, memory_order_relaxed);
+  count_stack(pp, 1);
   return GORO_OK;
 }
 
 void goro_stack_free(P *pp, goro_stack *s) {
   if (s->lo == NULL)
     return;
-  atomic_fetch_sub_explicit(&goro_stacks_inuse, 1, memory_order_relaxed);
+  count_stack(pp, -1);
   if (pp == NULL) {
     pool_put(s, 1);
   } else {
