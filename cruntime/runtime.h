@@ -220,6 +220,8 @@ extern sched_t goro_sched;
 M *goro_getm(void);
 /* The calling G, or the thread's foreign waiter (created on first use). */
 G *goro_getg(void);
+/* The same, or NULL where goro_getg would create a waiter or throw. */
+G *goro_getg_if_any(void);
 
 /* Park/ready as used inside the runtime (goro_park/goro_ready's bodies). */
 void goro_gopark(goro_unlockf unlockf, void *lock, const char *reason);

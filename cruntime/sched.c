@@ -752,6 +752,14 @@ static G *waiter(void) {
   return gp;
 }
 
+/* The caller's G, or its thread's waiter if it has one: never creates one
+** (a thread that only readies goroutines, like the poller's, must not
+** count as a foreign thread that could block). */
+G *goro_getg_if_any(void) {
+  M *mp = goro_getm();
+  return mp ? mp->curg : tls_waiter;
+}
+
 G *goro_getg(void) {
   M *mp = goro_getm();
   if (mp == NULL)

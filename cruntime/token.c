@@ -191,8 +191,7 @@ static void release(goro_token *t, G *gp, P *pp) {
 */
 bool goro_token_defer(G *gp, P *pp) {
   goro_token *t = gp->token;
-  M *mp = goro_getm();
-  G *me = mp ? mp->curg : goro_getg();   /* on g0 (a hand-off): nobody */
+  G *me = goro_getg_if_any();   /* on g0, or the poller's thread: nobody */
   if (me == NULL ||
       owner_of(atomic_load_explicit(&t->owner, memory_order_relaxed)) != me)
     return false;

@@ -55,6 +55,15 @@ local deadlocks = {
     go(function() go.select{ d, { e, 1 } } end)
     go.select{ a, { b, "x" }, false }
   ]],
+  ["after a goroutine was woken by a timer (the poller's thread readied it)"] = [[
+    go(function() go.after(0.01):recv(); go.chan():recv() end)
+    go.chan():recv()
+  ]],
+  ["after every sleep has ended"] = [[
+    go(function() go.sleep(0.01) end)
+    go.sleep(0.02)
+    go.chan():recv()
+  ]],
   ["main on go.select{} with no case"] = [[
     go(function() end)
     go.select{}
@@ -93,6 +102,14 @@ local deadlocks = {
 }
 
 local fine = {
+  ["main waits on a channel a sleeping goroutine will send on"] = [[
+    local ch = go.chan()
+    go(function() go.sleep(0.05); ch:send(1) end)
+    assert(ch:recv() == 1)
+  ]],
+  ["main waits on a go.after channel"] = [[
+    go.after(0.05):recv()
+  ]],
   ["main on ch:recv() while a goroutine yields before it sends"] = [[
     local ch = go.chan()
     go(function() for _ = 1, 1000 do go.yield() end; ch:send(1) end)
