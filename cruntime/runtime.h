@@ -274,6 +274,9 @@ bool goro_fiber_unlock_as(M *mp, G *gp, void *fiber, goro_unlockf f, void *lock)
 void *goro_fiber_renew(G *gp);         /* drop the TSan fiber; returns it */
 void goro_fiber_release(void *fiber);  /* destroy an old one */
 
+/* sched.c: n waits of sched.nexternalwait are over (the poller). */
+void goro_externalwait_done(int64_t n);
+
 /* netpoll/netpoll.c: stop the poller's thread (goro_shutdown). */
 void goro_netpoll_stop(void);
 

@@ -1061,6 +1061,17 @@ void goro_preemptone(P *pp) {
   goro_call_preempt_hook(mp->thread, RELAXED_LOAD(gp->goid));
 }
 
+/* n waits on the poller ended (their goroutines readied first).  The
+** last one may leave everybody blocked: look, as stopm and a foreign park
+** do, since nobody else would. */
+void goro_externalwait_done(int64_t n) {
+  if (atomic_fetch_sub(&sched.nexternalwait, n) - n > 0)
+    return;
+  goro_mutex_lock(&sched.lock);
+  checkdead();
+  goro_mutex_unlock(&sched.lock);
+}
+
 void goro_set_deadlock_handler(goro_deadlock_handler fn, void *ud) {
   goro_mutex_lock(&sched.lock);
   deadlock_handler = fn;

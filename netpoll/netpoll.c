@@ -111,8 +111,9 @@ static void flush_ready(void) {
   /* After the readying: checkdead must see the goroutines queued before
   ** it sees the waits gone. */
   if (nreadywaits > 0) {
-    atomic_fetch_sub(&sched.nexternalwait, nreadywaits);
+    int64_t n = nreadywaits;
     nreadywaits = 0;
+    goro_externalwait_done(n);
   }
 }
 
@@ -339,7 +340,7 @@ static void on_timer_object(uv_timer_t *h) {
     atomic_store(&t->state, TIMER_PENDING);
   } else {
     atomic_store(&t->state, TIMER_DONE);
-    atomic_fetch_sub(&sched.nexternalwait, 1);
+    goro_externalwait_done(1);
   }
 }
 
@@ -717,7 +718,7 @@ static bool timer_disarm(goro_timer *t, int to) {
     if (s != TIMER_PENDING)
       return false;
     if (atomic_compare_exchange_weak(&t->state, &s, to)) {
-      atomic_fetch_sub(&sched.nexternalwait, 1);
+      goro_externalwait_done(1);
       return true;
     }
   }

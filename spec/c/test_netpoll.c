@@ -206,6 +206,7 @@ static int child(void (*body)(void)) {
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
+    signal(SIGALRM, SIG_DFL);   /* not the parent's watchdog */
     alarm(30 * (unsigned)test_slowdown());
     goro_init(2);
     goro_set_deadlock_handler(on_deadlock, NULL);
