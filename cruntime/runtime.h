@@ -205,9 +205,6 @@ typedef struct sched_t {
   _Atomic uint64_t nhandoff;
   _Atomic uint64_t npreempt;
 
-  /* Waits that something outside the scheduler will end (timers, I/O):
-  ** while there are any, nobody is deadlocked. */
-  _Atomic int64_t nexternalwait;
 
   _Atomic bool running;
   _Atomic bool stopping;
@@ -274,7 +271,10 @@ bool goro_fiber_unlock_as(M *mp, G *gp, void *fiber, goro_unlockf f, void *lock)
 void *goro_fiber_renew(G *gp);         /* drop the TSan fiber; returns it */
 void goro_fiber_release(void *fiber);  /* destroy an old one */
 
-/* sched.c: n waits of sched.nexternalwait are over (the poller). */
+/* sched.c: waits that something outside the scheduler will end (timers,
+** I/O); while there are any, nobody is deadlocked.  The poller counts
+** them in, and out once it has readied their goroutines. */
+void goro_externalwait_add(int64_t n);
 void goro_externalwait_done(int64_t n);
 
 /* netpoll/netpoll.c: stop the poller's thread (goro_shutdown). */

@@ -60,6 +60,10 @@ static void *preempt_ud;
 ** (so outside `sched`, which goro_init clears). */
 static _Atomic int64_t goidgen;
 
+/* Pending poller waits (goro_externalwait_add): outside `sched` too, since
+** a timer object outlives a restart of the runtime (go.gomaxprocs). */
+static _Atomic int64_t nexternalwait;
+
 static goro_deadlock_handler deadlock_handler;
 static void *deadlock_ud;
 static int nforeign, nforeignblocked, nforeignwaitall;
@@ -1064,8 +1068,12 @@ void goro_preemptone(P *pp) {
 /* n waits on the poller ended (their goroutines readied first).  The
 ** last one may leave everybody blocked: look, as stopm and a foreign park
 ** do, since nobody else would. */
+void goro_externalwait_add(int64_t n) {
+  atomic_fetch_add(&nexternalwait, n);
+}
+
 void goro_externalwait_done(int64_t n) {
-  if (atomic_fetch_sub(&sched.nexternalwait, n) - n > 0)
+  if (atomic_fetch_sub(&nexternalwait, n) - n > 0)
     return;
   goro_mutex_lock(&sched.lock);
   checkdead();
@@ -1095,7 +1103,7 @@ static void checkdead(void) {
     return;
   if (sched.nmidle != sched.mcount || nforeign == 0 ||
       nforeignblocked != nforeign ||
-      atomic_load(&sched.nexternalwait) > 0 ||
+      atomic_load(&nexternalwait) > 0 ||
       atomic_load(&sched.runqsize) > 0)
     return;
   if (nforeignwaitall > 0 && atomic_load(&sched.ngoroutines) == 0)

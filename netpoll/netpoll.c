@@ -17,7 +17,7 @@
 **      collects the goroutine; the goroutines collected in one loop
 **      iteration are readied in one batch (Go's netpoll + injectglist).
 **
-** Pending waits count in sched.nexternalwait: while any exists, the
+** Pending waits are counted (goro_externalwait_add): while any exists, the
 ** deadlock check knows that something may still wake a goroutine.
 */
 #include <errno.h>
@@ -50,6 +50,7 @@ struct goro_fd {
 };
 
 struct goro_timer {
+  struct goro_timer *next, *prev;   /* every timer object (timerslock) */
   _Atomic int state;           /* TIMER_* */
   int64_t when, period;
   goro_timer_fn fn;
@@ -79,6 +80,8 @@ static goro_mutex lifelock = GORO_MUTEX_INIT;
 static _Atomic bool started;
 static _Atomic bool stopping;
 static _Atomic(goro_pollop *) requests;
+static goro_mutex timerslock = GORO_MUTEX_INIT;
+static goro_timer *alltimers;      /* timer objects not yet freed (timerslock) */
 
 /* Goroutines readied during this loop iteration (netpoll thread only). */
 static G **readyq;
@@ -367,6 +370,10 @@ static void on_timer_object_closed(uv_handle_t *h) {
 }
 
 static void timer_object_free(goro_timer *t) {
+  goro_mutex_lock(&timerslock);
+  if (t->prev) t->prev->next = t->next; else alltimers = t->next;
+  if (t->next) t->next->prev = t->prev;
+  goro_mutex_unlock(&timerslock);
   if (t->handle_init)
     uv_close((uv_handle_t *)&t->handle, on_timer_object_closed);
   else
@@ -504,6 +511,8 @@ static void *netpoll_main(void *arg) {
   return NULL;
 }
 
+static void submit(goro_pollop *op);
+
 static int netpoll_start(void) {
   if (atomic_load_explicit(&started, memory_order_acquire))
     return GORO_OK;
@@ -529,12 +538,30 @@ static int netpoll_start(void) {
       if (rc == GORO_OK)
         atomic_store_explicit(&started, true, memory_order_release);
     }
+    /* Timer objects outlive a stop of the poller (a restart of the
+    ** runtime): those still pending go on on the new loop. */
+    goro_mutex_lock(&timerslock);
+    for (goro_timer *t = alltimers; rc == GORO_OK && t; t = t->next) {
+      if (atomic_load(&t->state) != TIMER_PENDING)
+        continue;
+      goro_pollop *op = calloc(1, sizeof *op);
+      if (op == NULL)
+        break;
+      op->kind = REQ_TIMER_START;
+      op->timer = t;
+      submit(op);
+    }
+    goro_mutex_unlock(&timerslock);
   }
   goro_mutex_unlock(&lifelock);
   return rc;
 }
 
 static void submit(goro_pollop *op) {
+  /* A timer or fd request may come while the poller is stopped (between
+  ** a runtime stop and its restart): start it first. */
+  if (netpoll_start() != GORO_OK)
+    goro_throw("netpoll: cannot start the poller");
   goro_pollop *head = atomic_load(&requests);
   do {
     op->next = head;
@@ -552,6 +579,10 @@ void goro_netpoll_stop(void) {
     uv_async_send(&wakeup);
     pthread_join(thread, NULL);
     uv_loop_close(&loop);
+    goro_mutex_lock(&timerslock);
+    for (goro_timer *t = alltimers; t; t = t->next)
+      t->handle_init = false;   /* closed with the loop */
+    goro_mutex_unlock(&timerslock);
     while (freetimers) {
       timernode *n = freetimers;
       freetimers = n->next;
@@ -578,7 +609,7 @@ void goro_netpoll_stop(void) {
 static bool submit_parked(goro_g *g, void *arg) {
   goro_pollop *op = arg;
   op->g = g;
-  atomic_fetch_add(&sched.nexternalwait, 1);
+  goro_externalwait_add(1);
   submit(op);
   return true;
 }
@@ -685,12 +716,17 @@ goro_timer *goro_timer_start(int64_t ns, int64_t period, goro_timer_fn fn, void 
     free(op);
     return NULL;
   }
+  goro_mutex_lock(&timerslock);
+  t->next = alltimers;
+  if (alltimers) alltimers->prev = t;
+  alltimers = t;
+  goro_mutex_unlock(&timerslock);
   t->fn = fn;
   t->ud = ud;
   t->period = period > 0 ? period : 0;
   t->when = goro_now() + (ns > 0 ? ns : 0);
   atomic_store(&t->state, TIMER_PENDING);
-  atomic_fetch_add(&sched.nexternalwait, 1);
+  goro_externalwait_add(1);
   op->kind = REQ_TIMER_START;
   op->timer = t;
   submit(op);
@@ -735,7 +771,7 @@ bool goro_timer_reset(goro_timer *t, int64_t ns) {
   bool was = goro_timer_stop(t);
   t->when = goro_now() + (ns > 0 ? ns : 0);
   atomic_store(&t->state, TIMER_PENDING);
-  atomic_fetch_add(&sched.nexternalwait, 1);
+  goro_externalwait_add(1);
   timer_request(t, REQ_TIMER_START);
   return was;
 }
