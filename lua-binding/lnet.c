@@ -138,8 +138,10 @@ static int splitaddr(lua_State *L, const char *a, char *host, size_t hsize,
   memcpy(host, h, hl);
   host[hl] = '\0';
   memcpy(port, colon + 1, pl + 1);
+  char *end;
+  long p = strtol(port, &end, 10);
   (void)L;
-  return 1;
+  return *end == '\0' && p >= 0 && p <= 65535;
 }
 
 static void pushaddr(lua_State *L, const struct sockaddr *sa) {
@@ -300,9 +302,10 @@ static int netop(lua_State *L, LG *lg) {
           return 1;
         }
         ssize_t n = fill(s, want);
-        if (n > 0) {
-          lua_pushlstring(L, s->buf + s->bufstart, (size_t)n);
-          s->bufstart += (size_t)n;
+        if (n > 0) {   /* at most `want`; the rest stays buffered */
+          size_t take = (size_t)n < want ? (size_t)n : want;
+          lua_pushlstring(L, s->buf + s->bufstart, take);
+          s->bufstart += take;
           return 1;
         }
         if (n == 0)
@@ -478,8 +481,9 @@ static int udp_recvfrom(lua_State *L) {
 */
 
 static double opt_number(lua_State *L, int t, const char *k, double dflt) {
-  if (lua_type(L, t) != LUA_TTABLE)
+  if (lua_isnoneornil(L, t))
     return dflt;
+  luaL_checktype(L, t, LUA_TTABLE);
   lua_getfield(L, t, k);
   double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
   lua_pop(L, 1);
@@ -487,8 +491,9 @@ static double opt_number(lua_State *L, int t, const char *k, double dflt) {
 }
 
 static bool opt_bool(lua_State *L, int t, const char *k) {
-  if (lua_type(L, t) != LUA_TTABLE)
+  if (lua_isnoneornil(L, t))
     return false;
+  luaL_checktype(L, t, LUA_TTABLE);
   lua_getfield(L, t, k);
   bool v = lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -499,7 +504,7 @@ static int bind_socket(lua_State *L, const char *addr, int socktype, int kind,
                        int backlog, bool reuseport) {
   char host[256], port[32];
   if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
-    return luaL_argerror(L, 1, "address must be \"host:port\"");
+    return fail(L, "invalid address (want \"host:port\")");
   if (strcmp(host, "*") == 0)
     host[0] = '\0';
   struct addrinfo *res;
@@ -512,7 +517,8 @@ static int bind_socket(lua_State *L, const char *addr, int socktype, int kind,
                     ai->ai_protocol);
     if (fd < 0) { e = errno; continue; }
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (socktype == SOCK_STREAM)   /* for UDP it would allow two binds */
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuseport)
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
@@ -552,7 +558,7 @@ static int l_dial(lua_State *L) {
   double timeout = opt_number(L, 2, "timeout", -1);
   char host[256], port[32];
   if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
-    return luaL_argerror(L, 1, "address must be \"host:port\"");
+    return fail(L, "invalid address (want \"host:port\")");
   struct addrinfo *res;
   const char *err;
   if (resolve(L, host, port, SOCK_STREAM, false, &res, &err) != 0)
@@ -643,7 +649,7 @@ static int udp_sendto(lua_State *L) {
     return fail(L, "closed");
   char host[256], port[32];
   if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
-    return luaL_argerror(L, 3, "address must be \"host:port\"");
+    return fail(L, "invalid address (want \"host:port\")");
   struct addrinfo *res;
   const char *err;
   if (resolve(L, host, port, SOCK_DGRAM, false, &res, &err) != 0)

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <uv.h>
 
@@ -693,6 +694,11 @@ int goro_fd_wait_k(goro_fd *f, int events, int64_t deadline, goro_pollop *op,
 void goro_fd_close(goro_fd *f) {
   if (f == NULL || atomic_exchange(&f->closed, true))
     return;
+  /* The close(2) itself waits for the poller (the fd number must not be
+  ** reused while libuv still watches it), but a socket must stop now: a
+  ** listener refuses connections and frees its port at once, a peer sees
+  ** the end of the stream.  (Not a socket: ENOTSOCK, nothing done.) */
+  shutdown(f->fd, SHUT_RDWR);
   if (!atomic_load(&started)) {   /* never waited on: nothing to tell */
     close(f->fd);
     free(f);
