@@ -412,19 +412,27 @@ static int netop(lua_State *L, LG *lg) {
         return 1;
       }
       case NET_RECVFROM: {
+        /* Into the socket's own buffer: a luaL_Buffer's box is a
+        ** to-be-closed slot, which must not be dropped around a wait. */
         size_t want = (size_t)luaL_optinteger(L, 2, READ_DEFAULT);
+        if (want > 16 * READ_DEFAULT)
+          want = 16 * READ_DEFAULT;
+        if (s->bufcap < want) {
+          char *nb = realloc(s->buf, want);
+          if (nb == NULL)
+            return fail(L, errmsg(ENOMEM));
+          s->buf = nb;
+          s->bufcap = want;
+        }
         struct sockaddr_storage from;
         socklen_t fl = sizeof from;
-        luaL_Buffer b;
-        char *p = luaL_buffinitsize(L, &b, want);
-        ssize_t n = recvfrom(s->fd, p, want, 0, (struct sockaddr *)&from, &fl);
+        ssize_t n = recvfrom(s->fd, s->buf, want, 0, (struct sockaddr *)&from, &fl);
         if (n >= 0) {
-          luaL_pushresultsize(&b, (size_t)n);
+          lua_pushlstring(L, s->buf, (size_t)n);
           pushaddr(L, (struct sockaddr *)&from);
           return 2;
         }
         int e = errno;
-        lua_pop(L, 1);
         if (e == EINTR)
           continue;
         if (e != EAGAIN && e != EWOULDBLOCK)
