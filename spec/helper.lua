@@ -18,6 +18,11 @@ function H.scaled(n)
   return math.max(1, n // H.SLOW)
 end
 
+-- The slack of the upper bounds of timing assertions, in seconds: an event
+-- due after s seconds must happen before s + H.LATE.  Generous on purpose:
+-- it catches a wait that never ends, not a slow machine.
+H.LATE = 2 * H.SLOW
+
 -- The numbers of Ps that scheduling-sensitive specs run with.
 H.PROCS = { 1, 2 }
 
@@ -51,8 +56,14 @@ end
 -- stdout and stderr.  Where children cannot run (H.NO_CHILDREN), the test
 -- is marked pending through `pending`, busted's function, which the spec
 -- passes in: H.run_child(pending, code, env).
-function H.run_child(pending, code, env)
+--
+-- `opts` (optional): `timeout` seconds instead of 60; `args`, a list of
+-- arguments for the script (its `arg`); `ulimit_n`, the limit of open
+-- files (RLIMIT_NOFILE) the child starts with, set by `ulimit -n` in an
+-- `sh -c` around it (see H.nofile_hard_limit).
+function H.run_child(pending, code, env, opts)
   if H.NO_CHILDREN then pending(H.NO_CHILDREN) end
+  opts = opts or {}
   local src = os.tmpname()
   local errf = os.tmpname()
   local f = assert(io.open(src, "wb"))
@@ -62,8 +73,13 @@ function H.run_child(pending, code, env)
   for k, v in pairs(env or {}) do
     vars[#vars + 1] = k .. "=" .. shquote(v)
   end
-  local cmd = string.format("env %s timeout -k 5 60 lua5.4 %s 2>%s",
-                            table.concat(vars, " "), shquote(src), shquote(errf))
+  local lua = "lua5.4 " .. shquote(src)
+  for _, a in ipairs(opts.args or {}) do lua = lua .. " " .. shquote(a) end
+  if opts.ulimit_n then
+    lua = string.format("sh -c %s", shquote(string.format("ulimit -n %d && exec %s", opts.ulimit_n, lua)))
+  end
+  local cmd = string.format("env %s timeout -k 5 %d %s 2>%s", table.concat(vars, " "),
+                            opts.timeout or 60, lua, shquote(errf))
   local p = assert(io.popen(cmd, "r"))
   local out = p:read("a")
   local _, how, code_ = p:close()
@@ -75,9 +91,52 @@ function H.run_child(pending, code, env)
   return status, out, err
 end
 
+-- The hard limit of open files (`ulimit -Hn`) a child could raise its soft
+-- limit to: a number, or math.huge for "unlimited".
+function H.nofile_hard_limit()
+  local p = assert(io.popen("sh -c 'ulimit -Hn'", "r"))
+  local s = p:read("a"):match("%S+")
+  p:close()
+  if s == "unlimited" then return math.huge end
+  return tonumber(s) or 0
+end
+
 -- A compact description of a child's outcome, for assertion messages.
 function H.describe_child(status, out, err)
   return string.format("status %s\n--- stdout:\n%s\n--- stderr:\n%s", tostring(status), out, err)
+end
+
+-- Specs of the deadlock rule (API.md, end of "Introspection"), each case
+-- in a child lua5.4 with 1 and with 2 Ps: the sources in `fine` must end
+-- with status 0 and no report, those in `deadlocks` with status 2 and
+-- Go's message, before they print anything.  `prelude` goes before each
+-- source; `opts` is H.run_child's.  Busted's functions come from the spec
+-- file: bb = { describe = describe, it = it, pending = pending }.
+H.DEADLOCK = "all goroutines are asleep - deadlock!"
+
+function H.deadlock_cases(bb, title, prelude, fine, deadlocks, opts)
+  local assert = require "luassert"
+  for _, procs in ipairs(H.PROCS) do
+    local env = { GORO_MAXPROCS = tostring(procs) }
+    bb.describe(title .. " with " .. procs .. " P:", function()
+      for _, name in ipairs(H.sorted_keys(fine)) do
+        bb.it("no deadlock: " .. name, function()
+          local status, out, err = H.run_child(bb.pending, prelude .. fine[name] .. "\nprint('ok')\n", env, opts)
+          assert.equal(0, status, H.describe_child(status, out, err))
+          assert.equal("ok\n", out)
+          assert.not_matches("deadlock", err, 1, true)
+        end)
+      end
+      for _, name in ipairs(H.sorted_keys(deadlocks)) do
+        bb.it("deadlock: " .. name, function()
+          local status, out, err = H.run_child(bb.pending, prelude .. deadlocks[name] .. "\nprint('not reached')\n", env, opts)
+          assert.equal(2, status, H.describe_child(status, out, err))
+          assert.matches(H.DEADLOCK, err, 1, true)
+          assert.equal("", out)
+        end)
+      end
+    end)
+  end
 end
 
 -- Install a go.onerror handler that records every error escaping a
@@ -122,6 +181,41 @@ end
 -- The values of a call, with their count: H.pack(f()) keeps trailing nils.
 function H.pack(...)
   return { n = select("#", ...), ... }
+end
+
+-- The keys of table t, sorted: specs built from a table of cases run in a
+-- stable order, so that failures read the same from run to run.
+function H.sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+-- The safety net of network specs: every connection gets this timeout
+-- (conn:settimeout), so that a spec that goes wrong fails with "timeout"
+-- instead of leaving a goroutine blocked for go.wait() to hang on.
+H.NET_LIMIT = 20 * H.SLOW
+
+-- A connected pair of TCP connections on loopback: the dialer's end and
+-- the accepted one, both with H.NET_LIMIT as their timeout.
+function H.tcp_pair()
+  local l = assert(go.net.listen("127.0.0.1:0"))
+  local c = assert(go.net.dial(l:addr()))
+  local s = assert(l:accept())
+  l:close()
+  c:settimeout(H.NET_LIMIT)
+  s:settimeout(H.NET_LIMIT)
+  return c, s
+end
+
+-- In a goroutine: f(...), its results sent on the returned channel as one
+-- H.pack; the caller receives them when it wants them.
+function H.async(f, ...)
+  local out = go.chan(1)
+  local args = H.pack(...)
+  go(function() out:send(H.pack(f(table.unpack(args, 1, args.n)))) end)
+  return out
 end
 
 -- Start the runtime afresh with `procs` Ps.  Only valid when no goroutine
