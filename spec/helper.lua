@@ -116,6 +116,10 @@ H.DEADLOCK = "all goroutines are asleep - deadlock!"
 
 function H.deadlock_cases(bb, title, prelude, fine, deadlocks, opts)
   local assert = require "luassert"
+  if H.NO_CHILDREN then   -- every case is a child process
+    bb.pending(title .. ": " .. H.NO_CHILDREN)
+    return
+  end
   for _, procs in ipairs(H.PROCS) do
     local env = { GORO_MAXPROCS = tostring(procs) }
     bb.describe(title .. " with " .. procs .. " P:", function()

@@ -185,8 +185,9 @@ describe("time", function()
 
     for _, procs in ipairs(H.PROCS) do
       it("100,000 goroutines sleep at once and all wake, with " .. procs .. " P", function()
-        -- Each sleeps about 1 s (scaled by GORO_TEST_SLOW), far longer than
-        -- starting them all takes (~0.2 s here), so that all of them are
+        -- Each sleeps about 2 s (scaled by GORO_TEST_SLOW), far longer than
+        -- starting them all takes (~0.2 s here; under TSan on a busy
+        -- machine it took over 10 s for 10,000), so that all of them are
         -- asleep at one moment.
         H.use_procs(procs)
         local n = H.scaled(100000)
@@ -196,7 +197,7 @@ describe("time", function()
         woke:add(n)
         for i = 1, n do
           go(function()
-            local s = H.SLOW + (i % 10) * 0.01
+            local s = 2 * H.SLOW + (i % 10) * 0.01
             sleeping = sleeping + 1
             if sleeping > most then most = sleeping end
             started:done()
