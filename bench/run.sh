@@ -33,6 +33,7 @@
 
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. bench/table.sh
 
 RUNS=${BENCH_RUNS:-5}
 TIMEOUT=${BENCH_TIMEOUT:-300}
@@ -182,16 +183,6 @@ for row in "${SEL[@]}"; do
   fi
 done
 
-fmt_value() {   # value -> 3 significant-ish digits
-  awk -v v="$1" 'BEGIN { a = v < 0 ? -v : v;
-    if (a >= 100) printf "%.0f", v; else if (a >= 10) printf "%.1f", v; else printf "%.2f", v }'
-}
-
-median() {   # values on stdin, one a line
-  sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1;
-    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/goro-bench.XXXXXX") || exit 1
 trap 'rm -rf "$OUT"' EXIT
 
@@ -262,10 +253,8 @@ declare -a HDR=("workload")
 for ((i = 0; i < NIMPL; i++)); do HDR+=("${IMPL_NAME[i]}"); done
 for ((i = 0; i < NIMPL; i++)); do ((i != base)) && HDR+=("${IMPL_NAME[i]}/$BASE"); done
 HDR+=("target")
-NCOL=${#HDR[@]}
 
 declare -a TABLE=()   # rows of cells joined by \x1f
-join_cells() { local IFS=$'\x1f'; echo "$*"; }
 TABLE+=("$(join_cells "${HDR[@]}")")
 for row in "${SEL[@]}"; do
   id=$(field "$row" 0); w=$(field "$row" 1); label=$(field "$row" 4); target=$(field "$row" 5)
@@ -296,38 +285,9 @@ for row in "${SEL[@]}"; do
   TABLE+=("$(join_cells "${cells[@]}")")
 done
 
-declare -a WID=()
-for line in "${TABLE[@]}"; do
-  IFS=$'\x1f' read -r -a c <<<"$line"
-  for ((j = 0; j < NCOL; j++)); do
-    len=${#c[j]}
-    ((len > ${WID[j]:-0})) && WID[j]=$len
-  done
-done
 echo
-first=1
-for line in "${TABLE[@]}"; do
-  IFS=$'\x1f' read -r -a c <<<"$line"
-  out=""
-  for ((j = 0; j < NCOL; j++)); do
-    if ((j == 0)); then out+=$(printf '%-*s' "${WID[j]}" "${c[j]}")
-    else out+=" | "$(printf '%*s' "${WID[j]}" "${c[j]}"); fi
-  done
-  echo "$out"
-  if ((first)); then
-    sep=""
-    for ((j = 0; j < NCOL; j++)); do
-      ((j > 0)) && sep+="-|-"
-      sep+=$(printf '%*s' "${WID[j]}" '' | tr ' ' '-')
-    done
-    echo "$sep"
-    first=0
-  fi
-done
-if ((${#NOTES[@]} > 0)); then
-  echo
-  for note in "${NOTES[@]}"; do echo "note: $note"; done
-fi
+print_table "${TABLE[@]}"
+print_notes "${NOTES[@]}"
 echo
 echo "ratio = <column> / Go: time per operation (lower is better), or bytes per task for W5;"
 echo "the target is goro's (C tasks).  goro-lua: Lua goroutines on goro; lua-coro: plain Lua"

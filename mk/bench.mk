@@ -1,12 +1,16 @@
 # mk/bench.mk — `make bench`: goro's benchmark suite, side by side with Go.
 #
-#   make bench                          every workload, 5 runs each, one table
+#   make bench                          every workload, 5 runs each, two tables
 #   make bench BENCH_ARGS="W1 W2/1P"    some workloads (row ids or W2 for both)
+#   make bench BENCH_ARGS="W8 W9"       W6, W8, W9 go to bench/net.sh, the rest to run.sh
+#   make bench-net                      only the timer and network table (W6 W8 W9)
 #   BENCH_RUNS=3 make bench             fewer runs (see bench/run.sh for more)
 #
 # Builds libgoro.a (V=release), build/release/bench_goro, build/bench_go
 # and the Lua module build/release/goro.so (`make lua`, mk/lua.mk), then runs
-# bench/run.sh.  A missing piece skips its column rather than stopping the
+# bench/run.sh (the scheduler and channel table), then bench/net.sh (timers
+# and network: goro's Lua module beside Go, lua-luv and lua-cqueues, with
+# bench_go's servers and W8 load client and wrk).  A missing piece skips its column rather than stopping the
 # table: no `go` → no Go column; a library that does not build → no goro
 # column; a module that does not build → no goro-lua column (the lua-coro
 # column, plain Lua, needs only lua5.4).  While libgoro.a has no channels (goro_chan_new,
@@ -20,7 +24,12 @@ BENCH_GOENV := GOCACHE=$(CURDIR)/build/gocache GOPATH=$(CURDIR)/build/gopath \
                GOMODCACHE=$(CURDIR)/build/gopath/pkg/mod GOFLAGS= GO111MODULE=on \
                GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off
 
-.PHONY: bench bench-goro bench-go bench-lua
+.PHONY: bench bench-goro bench-go bench-lua bench-net
+
+# Rows of bench/net.sh; every other BENCH_ARGS word goes to bench/run.sh.
+BENCH_NET_ROWS := W6 W6/late W8 W9
+BENCH_CORE_ARGS := $(filter-out $(BENCH_NET_ROWS),$(BENCH_ARGS))
+BENCH_NET_ARGS  := $(filter $(BENCH_NET_ROWS),$(BENCH_ARGS))
 
 bench:
 	@if $(MAKE) --no-print-directory lib V=release; then \
@@ -33,7 +42,13 @@ bench:
 	fi
 	@$(MAKE) --no-print-directory bench-go
 	@$(MAKE) --no-print-directory bench-lua
-	@bash bench/run.sh $(BENCH_ARGS)
+	@$(if $(BENCH_ARGS),$(if $(BENCH_CORE_ARGS),bash bench/run.sh $(BENCH_CORE_ARGS),:),bash bench/run.sh)
+	@$(if $(BENCH_ARGS),$(if $(BENCH_NET_ARGS),echo && bash bench/net.sh $(BENCH_NET_ARGS),:),echo && bash bench/net.sh)
+
+bench-net:
+	@$(MAKE) --no-print-directory bench-go
+	@$(MAKE) --no-print-directory bench-lua
+	@bash bench/net.sh $(BENCH_NET_ARGS)
 
 bench-goro: $(BENCH_GORO)
 

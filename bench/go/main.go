@@ -4,7 +4,8 @@
 //
 //	bench_go -w W1 -n 1000000 -procs 2
 //
-// prints exactly one line on stdout, "RESULT <workload> <value> <unit>".
+// prints one line on stdout, "RESULT <workload> <value> <unit>" (W6 a second
+// one, its lateness; net.go also has the servers and the load of bench/net.sh).
 // Each workload mirrors the C tasks of bench/c/bench.c: same shape, same N.
 // A failed self-check prints a message on stderr and exits with status 1.
 package main
@@ -32,6 +33,7 @@ var workloads = []struct {
 	{"W3", 10000000, w3},
 	{"W4", 4000000, w4},
 	{"W5", 1000000, w5},
+	{"W6", 100000, w6},
 	{"W7", 10000000, w7},
 }
 
@@ -284,19 +286,37 @@ func w7(n int) (float64, string) {
 }
 
 func main() {
-	w := flag.String("w", "", "workload: W1 W2 W3 W4 W5 W7")
+	w := flag.String("w", "", "workload: W1 W2 W3 W4 W5 W6 W7")
 	n := flag.Int("n", 0, "N (0: the workload's default)")
 	procs := flag.Int("procs", 0, "GOMAXPROCS (0: Go's default, the CPUs)")
 	list := flag.Bool("list", false, "print the supported workloads and exit")
+	server := flag.String("serve", "", "run a server for bench/net.sh: echo (W8) or http (W9)")
+	limit := flag.Int("limit", 300, "-serve: exit after this many seconds (0: never)")
+	load := flag.String("load", "", "run W8's load client against -addr: echo")
+	addr := flag.String("addr", "", "-load: the server's host:port")
+	conns := flag.Int("c", 100, "-load: connections")
+	size := flag.Int("size", 64, "-load: bytes per message")
+	secs := flag.Float64("d", 5, "-load: seconds")
 	flag.Parse()
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
+	}
+	if *server != "" {
+		serve(*server, *limit)
+		return
+	}
+	if *load != "" {
+		if *load != "echo" || *addr == "" || *conns < 1 || *size < 1 || *secs <= 0 {
+			fail("-load echo -addr HOST:PORT [-c N] [-size B] [-d S]")
+		}
+		loadEcho(*addr, *conns, *size, *secs)
+		return
+	}
 	if *list {
 		for _, wl := range workloads {
 			fmt.Println(wl.name)
 		}
 		return
-	}
-	if *procs > 0 {
-		runtime.GOMAXPROCS(*procs)
 	}
 	for _, wl := range workloads {
 		if wl.name == *w {
@@ -305,6 +325,9 @@ func main() {
 			}
 			v, unit := wl.run(*n)
 			fmt.Printf("RESULT %s %.1f %s\n", wl.name, v, unit)
+			for _, line := range extraResults {
+				fmt.Println(line)
+			}
 			return
 		}
 	}
