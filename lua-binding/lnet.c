@@ -322,12 +322,18 @@ static int netop(lua_State *L, LG *lg) {
       case NET_READN: {
         bool line = lua_tointeger(L, lua_upvalueindex(2)) == NET_READLINE;
         size_t need = line ? 0 : (size_t)luaL_checkinteger(L, 2);
+        /* readline(max): a line longer than max bytes (its \r counted) is
+        ** an error, left in the buffer, so that a peer cannot make the
+        ** buffer grow without bound. */
+        size_t max = line ? (size_t)luaL_optinteger(L, 2, 0) : 0;
         for (;;) {
           size_t have = s->bufend - s->bufstart;
           if (line) {
             char *nl = have ? memchr(s->buf + s->bufstart, '\n', have) : NULL;
+            size_t len = nl ? (size_t)(nl - (s->buf + s->bufstart)) : have;
+            if (max > 0 && len > max)
+              return fail(L, "line too long");
             if (nl) {
-              size_t len = (size_t)(nl - (s->buf + s->bufstart));
               size_t keep = len;
               if (keep > 0 && s->buf[s->bufstart + keep - 1] == '\r')
                 keep--;
@@ -460,7 +466,7 @@ static int start(lua_State *L, int kind) {
 
 static int conn_op(lua_State *L) {
   int op = (int)lua_tointeger(L, lua_upvalueindex(2));
-  if (op == NET_READ && !lua_isnoneornil(L, 2))
+  if ((op == NET_READ || op == NET_READLINE) && !lua_isnoneornil(L, 2))
     luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "must be positive");
   if (op == NET_READN)
     luaL_argcheck(L, luaL_checkinteger(L, 2) >= 0, 2, "must not be negative");

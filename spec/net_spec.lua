@@ -430,6 +430,38 @@ describe("go.net", function()
     end)
   end)
 
+  describe("conn:readline(max)", function()
+    pair_it("returns lines of up to max bytes, the '\\r' counted", function(c, s)
+      c:write("12345\n1234\r\n\n")
+      assert.equal("12345", s:readline(5))
+      assert.equal("1234", s:readline(5))
+      assert.equal("", s:readline(1))
+    end)
+
+    pair_it("fails with 'line too long' and keeps the bytes", function(c, s)
+      c:write("123456\nnext\n")
+      fails("line too long", s:readline(5))
+      assert.equal("123456", s:readline(6))
+      assert.equal("next", s:readline(4))
+    end)
+
+    pair_it("fails as soon as max bytes came without a newline", function(c, s)
+      -- The peer never ends the line: without max, readline would wait
+      -- (and buffer) for ever; with it, the answer comes at once.
+      local got = async(function() return s:readline(1000) end)
+      local wrote = async(function() return c:write(("x"):rep(300000)) end)
+      assert.same(H.pack(nil, "line too long"), got:recv())
+      s:close()
+      wrote:recv()
+    end)
+
+    pair_it("raises for a max that is not a positive integer", function(c, s)
+      assert.has_error(function() s:readline(0) end, "bad argument #1 to 'readline' (must be positive)")
+      assert.has_error(function() s:readline(-3) end)
+      assert.has_error(function() s:readline("long") end)
+    end)
+  end)
+
   describe("conn:readn()", function()
     pair_it("returns exactly n bytes, waiting for them", function(c, s)
       local got = async(function() return s:readn(10) end)
