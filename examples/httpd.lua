@@ -343,9 +343,11 @@ end
 
 -- Close a connection we are refusing.  Whatever the client sent that was
 -- not read would make the kernel answer with a reset, which can destroy
--- our answer before the client reads it; so read and discard for a short
--- while first, as Apache's lingering close and Go's net/http do.
+-- our answer before the client reads it.  So, as Go's net/http does, shut
+-- our writing half (the client sees the end of our answer and closes),
+-- and read and discard for a short while before closing.
 local function linger_close(conn)
+  conn:closewrite()
   local until_ = go.now() + 0.5
   for _ = 1, 64 do
     local left = until_ - go.now()

@@ -650,6 +650,19 @@ static int sock_name(lua_State *L, bool peer) {
   return 1;
 }
 
+/* conn:closewrite() -> true: shut the writing half down, as Go's
+** TCPConn.CloseWrite does; the peer reads the end of the stream, and
+** this end can still read what the peer sends. */
+static int conn_closewrite(lua_State *L) {
+  Sock *s = checksock(L, KIND_CONN);
+  if (s->f == NULL)
+    return fail(L, "closed");
+  if (shutdown(s->fd, SHUT_WR) != 0)
+    return fail(L, errmsg(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_localaddr(lua_State *L) { return sock_name(L, false); }
 static int l_remoteaddr(lua_State *L) { return sock_name(L, true); }
 
@@ -717,7 +730,8 @@ static void setop(lua_State *L, Universe *U, const char *tname, const char *name
 
 void lgoro_open_net(lua_State *L, Universe *U) {
   static const luaL_Reg conn[] = {
-    {"close", l_close}, {"settimeout", conn_settimeout},
+    {"close", l_close}, {"closewrite", conn_closewrite},
+    {"settimeout", conn_settimeout},
     {"localaddr", l_localaddr}, {"remoteaddr", l_remoteaddr}, {NULL, NULL}
   };
   static const luaL_Reg listener[] = {

@@ -222,6 +222,121 @@ function H.async(f, ...)
   return out
 end
 
+-- {======================================================
+-- Processes in the background (the examples' specs)
+-- =======================================================
+
+-- H.spawn(pending, argv [, opts]) -> proc: start the program argv[1] with
+-- the arguments argv[2..] in the background, bounded by `timeout -k 5`
+-- (opts.timeout seconds, 60 by default), with this process's
+-- package.cpath and the variables of opts.env; its stdout and stderr go to
+-- files.  Where children cannot run (H.NO_CHILDREN) the test is pending.
+--
+-- Every wait on a proc polls with go.sleep, so goroutines of this process
+-- (a server a child talks to) keep running meanwhile; every wait is
+-- bounded, and fails the spec when its time is up.
+--
+--   proc:stdout(), proc:stderr()   what it printed so far
+--   proc:wait_for(pattern [, s])   the captures of `pattern` in its stdout,
+--                                  once they appear (error after s seconds)
+--   proc:wait([s])                 its exit status, once it has ended
+--   proc:kill()                    SIGTERM, then SIGKILL; waits for the end
+local Proc = {}
+Proc.__index = Proc
+
+function H.spawn(pending, argv, opts)
+  if H.NO_CHILDREN then pending(H.NO_CHILDREN) end
+  opts = opts or {}
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -m 700 " .. shquote(dir)))
+  local vars = { "LUA_CPATH=" .. shquote(package.cpath) }
+  for k, v in pairs(opts.env or {}) do vars[#vars + 1] = k .. "=" .. shquote(v) end
+  local words = {}
+  for i, a in ipairs(argv) do words[i] = shquote(a) end
+  local p = setmetatable({ dir = dir, argv = argv }, Proc)
+  -- The subshell records timeout's pid (the one to signal) and, when the
+  -- program has ended, its status; `mv` makes the status file appear whole.
+  local sh = string.format(
+    "(env %s timeout -k 5 %d %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid.tmp; mv %s/pid.tmp %s/pid; " ..
+    "wait $!; echo $? >%s/status.tmp; mv %s/status.tmp %s/status) >/dev/null 2>&1 &",
+    table.concat(vars, " "), opts.timeout or 60, table.concat(words, " "),
+    dir, dir, dir, dir, dir, dir, dir, dir)
+  assert(os.execute(sh))
+  p.pid = tonumber(p:poll("pid", 10))
+  return p
+end
+
+-- The content of the proc's file `name` once it exists, polled for up to
+-- `seconds`; nil if it never appeared.
+function Proc:poll(name, seconds)
+  local until_ = go.now() + seconds
+  repeat
+    local f = io.open(self.dir .. "/" .. name, "rb")
+    if f then
+      local s = f:read("a")
+      f:close()
+      return s
+    end
+    go.sleep(0.01)
+  until go.now() > until_
+  return nil
+end
+
+function Proc:stdout() return slurp(self.dir .. "/out") end
+function Proc:stderr() return slurp(self.dir .. "/err") end
+
+function Proc:describe()
+  return string.format("%s\n--- stdout:\n%s\n--- stderr:\n%s",
+                       table.concat(self.argv, " "), self:stdout(), self:stderr())
+end
+
+function Proc:wait_for(pattern, seconds)
+  local until_ = go.now() + (seconds or 10 * H.SLOW)
+  repeat
+    local found = H.pack(self:stdout():match(pattern))
+    if found[1] ~= nil then return table.unpack(found, 1, found.n) end
+    if self:poll("status", 0) then break end   -- it ended without printing it
+    go.sleep(0.01)
+  until go.now() > until_
+  error(string.format("no %q in the output of %s", pattern, self:describe()), 2)
+end
+
+function Proc:wait(seconds)
+  local status = self:poll("status", seconds or 60)
+  if not status then
+    error("still running: " .. self:describe(), 2)
+  end
+  self.status = tonumber(status)
+  return self.status
+end
+
+function Proc:kill()
+  if not self.status then
+    os.execute("kill " .. self.pid .. " 2>/dev/null")
+    if not self:poll("status", 5) then
+      os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
+      self:poll("status", 5)
+    end
+    self.status = self.status or -1
+  end
+  os.execute("rm -rf " .. shquote(self.dir))
+end
+
+-- A shell command's status and output, run with LD_PRELOAD cleared: the
+-- sanitizer runtimes preloaded for the module are not for curl or wrk.
+-- `cmd` is a list of words, quoted here.
+function H.command(cmd)
+  local words = {}
+  for i, a in ipairs(cmd) do words[i] = shquote(a) end
+  local p = assert(io.popen("env -u LD_PRELOAD " .. table.concat(words, " ") .. " 2>&1", "r"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return code, out
+end
+
+-- }======================================================
+
 -- Start the runtime afresh with `procs` Ps.  Only valid when no goroutine
 -- is alive, which go.wait() ensures.
 function H.use_procs(procs)
