@@ -24,7 +24,7 @@ BENCH_GOENV := GOCACHE=$(CURDIR)/build/gocache GOPATH=$(CURDIR)/build/gopath \
                GOMODCACHE=$(CURDIR)/build/gopath/pkg/mod GOFLAGS= GO111MODULE=on \
                GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off
 
-.PHONY: bench bench-goro bench-go bench-lua bench-net
+.PHONY: bench bench-goro bench-go bench-lua bench-net bench-hey
 
 # Rows of bench/net.sh; every other BENCH_ARGS word goes to bench/run.sh.
 BENCH_NET_ROWS := W6 W6/late W8 W9
@@ -49,6 +49,12 @@ bench-net:
 	@$(MAKE) --no-print-directory bench-go
 	@$(MAKE) --no-print-directory bench-lua
 	@bash bench/net.sh $(BENCH_NET_ARGS)
+
+# hey.lua against wrk on the same servers (bench/hey.sh).
+bench-hey:
+	@$(MAKE) --no-print-directory lua V=release
+	@$(MAKE) --no-print-directory bench-go
+	@bash bench/hey.sh
 
 bench-goro: $(BENCH_GORO)
 

@@ -3,6 +3,7 @@
 //
 //	bench_go -w W6 -n 100000                 # prints RESULT W6 <wall> ms and RESULT W6late <worst> ms
 //	bench_go -serve echo|http [-limit 120]   # prints "LISTEN 127.0.0.1:<port>", serves until killed or -limit s
+//	                                         # (http: "/?delay=10ms" answers after 10 ms)
 //	bench_go -load echo -addr 127.0.0.1:P [-c 100] [-size 64] [-d 5]
 //	                                         # W8's load: prints RESULT W8 <round trips/s> rt/s
 //
@@ -111,6 +112,12 @@ func serve(kind string, limit int) {
 		hello := []byte("hello")
 		mux := http.NewServeMux()
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			// "/?delay=10ms": answer after that long (bench/hey.sh).
+			if r.URL.RawQuery != "" {
+				if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil {
+					time.Sleep(d)
+				}
+			}
 			w.Header().Set("Content-Type", "text/plain")
 			w.Write(hello)
 		})
