@@ -64,7 +64,7 @@ do
 end
 
 local REASONS = {
-  [100] = "Continue", [200] = "OK", [301] = "Moved Permanently",
+  [100] = "Continue", [200] = "OK", [204] = "No Content", [301] = "Moved Permanently",
   [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [408] = "Request Timeout",
   [413] = "Content Too Large", [414] = "URI Too Long",
@@ -235,7 +235,9 @@ local function respond(conn, req, status, ctype, length, fields, body)
     "Server: goro-httpd",
   }
   if ctype then head[#head + 1] = "Content-Type: " .. ctype end
-  head[#head + 1] = "Content-Length: " .. length
+  if status ~= 204 then   -- a 204 has no body, and no length (RFC 9110, 8.6)
+    head[#head + 1] = "Content-Length: " .. length
+  end
   for _, f in ipairs(fields or {}) do head[#head + 1] = f end
   if not req.keep then head[#head + 1] = "Connection: close" end
   head[#head + 1] = "\r\n"
@@ -312,6 +314,9 @@ end
 
 -- Answer one request.  Returns what conn:write returned.
 local function handle(conn, req)
+  if req.method == "OPTIONS" then   -- "OPTIONS *" asks about the server
+    return respond(conn, req, 204, nil, 0, { "Allow: GET, HEAD, OPTIONS, POST, PUT" })
+  end
   local path = local_path(req.target)
   if not path then
     req.keep = false

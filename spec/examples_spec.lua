@@ -97,7 +97,7 @@ local function responses(raw, heads)
     for name, value in head:gmatch("\r\n([^:\r\n]+): ([^\r\n]*)") do
       headers[name:lower()] = value
     end
-    local len = tonumber(headers["content-length"])
+    local len = status == 204 and 0 or tonumber(headers["content-length"])
     assert(len, "no Content-Length in " .. head)
     if heads and heads[#list + 1] then len = 0 end
     local r = { status = status, headers = headers, body = raw:sub(head_end + 4, head_end + 3 + len) }
@@ -326,6 +326,18 @@ describe("examples/httpd.lua", function()
         assert.equal("close", rs[1].headers.connection)
       end)
     end
+
+    it("answers OPTIONS with what it allows", function()
+      local raw = exchange(addr, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n" ..
+                                 "OPTIONS /index.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local rs = responses(raw)
+      assert.equal(2, #rs)
+      for _, r in ipairs(rs) do
+        assert.equal(204, r.status)
+        assert.equal("GET, HEAD, OPTIONS, POST, PUT", r.headers.allow)
+        assert.is_nil(r.headers["content-length"])
+      end
+    end)
 
     it("answers a good request before a bad one, then closes", function()
       local raw, err = exchange(addr, "GET /style.css HTTP/1.1\r\nHost: a\r\n\r\nBAD\r\n\r\n" ..
