@@ -103,26 +103,31 @@ local function reject(status)
   error({ status = status }, 0)
 end
 
--- `conn`'s next line, within the request's deadline, or a rejection:
--- `too_long` is the status for a line over MAX_LINE bytes.
-local function readline(conn, deadline, too_long)
+-- Give `conn` what is left of the request's deadline, or reject it.
+local function until_deadline(conn, deadline)
   local left = deadline - go.now()
   if left <= 0 then reject(408) end
   conn:settimeout(left)
-  local line, err = conn:readline(MAX_LINE)
-  if line then return line end
+end
+
+-- What a failed read means: 408 for the deadline, `too_long` for a line
+-- over MAX_LINE bytes, and nobody to answer if the peer went away.
+local function read_failed(err, too_long)
   if err == "line too long" then reject(too_long) end
-  if err == "timeout" then reject(408) end
-  reject(nil)   -- the peer went away: nobody to answer
+  reject(err == "timeout" and 408 or nil)
+end
+
+-- `conn`'s next line, or n bytes, within the request's deadline.
+local function readline(conn, deadline, too_long)
+  until_deadline(conn, deadline)
+  local line, err = conn:readline(MAX_LINE)
+  return line or read_failed(err, too_long)
 end
 
 local function readn(conn, deadline, n)
-  local left = deadline - go.now()
-  if left <= 0 then reject(408) end
-  conn:settimeout(left)
+  until_deadline(conn, deadline)
   local data, err = conn:readn(n)
-  if data then return data end
-  reject(err == "timeout" and 408 or nil)
+  return data or read_failed(err)
 end
 
 -- Header fields until the empty line, into `fields` (names in lower case;
