@@ -24,6 +24,7 @@ counter would lose updates, as an unsynchronised one does in Go.
 local go = require "goro"
 
 local MAX_LINE = 64 * 1024   -- status and header lines of a response
+local MAX_FIELDS = 200       -- header fields of a response
 
 local USAGE = [[
 usage: lua5.4 examples/hey.lua [options] URL
@@ -121,20 +122,29 @@ local address = host .. ":" .. port
 -- The request, the same bytes every time.
 local REQUEST
 do
-  local head = { opts.method .. " " .. path .. " HTTP/1.1",
-                 "Host: " .. (port == "80" and host or address),
-                 "User-Agent: goro-hey/1.0" }
+  -- -H replaces a default field of the same name; the body's framing is
+  -- hey.lua's to set, from -d or -D.
   local has = {}
   for _, h in ipairs(opts.headers) do
-    head[#head + 1] = h
-    has[h:match("^([^:]+)"):lower()] = true
+    local name = h:match("^([^:]+)"):lower()
+    if name == "content-length" or name == "transfer-encoding" then
+      die("-H " .. name .. ": the body's length comes from -d or -D")
+    end
+    has[name] = true
   end
-  if not has.accept then head[#head + 1] = "Accept: */*" end
+  local head = { opts.method .. " " .. path .. " HTTP/1.1" }
+  local function default(name, value)
+    if not has[name:lower()] then head[#head + 1] = name .. ": " .. value end
+  end
+  default("Host", port == "80" and host or address)
+  default("User-Agent", "goro-hey/1.0")
+  default("Accept", "*/*")
+  if opts.nokeepalive then default("Connection", "close") end
   if opts.body then
-    if not has["content-type"] then head[#head + 1] = "Content-Type: " .. opts.ctype end
+    default("Content-Type", opts.ctype)
     head[#head + 1] = "Content-Length: " .. #opts.body
   end
-  if opts.nokeepalive then head[#head + 1] = "Connection: close" end
+  for _, h in ipairs(opts.headers) do head[#head + 1] = h end
   REQUEST = table.concat(head, "\r\n") .. "\r\n\r\n" .. (opts.body or "")
 end
 
@@ -181,32 +191,80 @@ local function record_error(st, kind)
   st.done = st.done + 1
 end
 
--- A failed request: `err` raised by the reader below, as "what: message".
-local function fail(what, err)
-  error({ kind = what .. ": " .. tostring(err) }, 0)
+-- A failed request, raised by the reader below: `kind` is "what: message";
+-- `early` marks a failure before any byte of the response arrived, which
+-- on a reused connection means the server closed it meanwhile.
+local function fail(what, err, early)
+  error({ kind = what .. ": " .. tostring(err), early = early }, 0)
 end
 
-local function must(what, v, err)
-  if v == nil then fail(what, err) end
-  return v
+--[[
+One request on its connection.  goro's timeouts are per call, so every
+call is given what is left of the request's deadline (-t from its start,
+cut at the end of -z): a server that dribbles its answer cannot stretch a
+request past either.
+]]
+local Call = {}
+Call.__index = Call
+
+local function new_call(conn, deadline)
+  conn:settimeout(nil)
+  return setmetatable({ conn = conn, deadline = deadline, bytes = 0 }, Call)
 end
 
--- Read one response to REQUEST from `conn`.  Returns its status code, the
--- bytes read, and whether the server keeps the connection open.
-local function read_response(conn)
-  local bytes = 0
+function Call:limit()
+  if self.deadline then
+    local left = self.deadline - go.now()
+    if left <= 0 then fail("read", "timeout", self.bytes == 0) end
+    self.conn:settimeout(left)
+  end
+end
+
+function Call:write(s)
+  self:limit()
+  local ok, err = self.conn:write(s)
+  if not ok then fail("write", err, true) end
+end
+
+function Call:line()
+  self:limit()
+  local line, err = self.conn:readline(MAX_LINE)
+  if not line then fail("read", err, self.bytes == 0) end
+  self.bytes = self.bytes + #line + 2
+  return line
+end
+
+-- Up to n bytes; nil at the end of the stream if `eof_ok`.
+function Call:read(n, eof_ok)
+  self:limit()
+  local data, err = self.conn:read(n)
+  if not data then
+    if eof_ok and err == "closed" then return nil end
+    fail("read", err, self.bytes == 0)
+  end
+  self.bytes = self.bytes + #data
+  return data
+end
+
+-- Exactly n bytes, read 64 KiB at a time and dropped.
+function Call:skip(n)
+  while n > 0 do n = n - #self:read(math.min(n, 65536)) end
+end
+
+-- Send REQUEST and read its response.  Returns the status code and whether
+-- the server keeps the connection open; the bytes read are in call.bytes.
+local function exchange(call)
+  call:write(REQUEST)
   local code, minor, fields
   repeat   -- skip interim (1xx) answers
-    local line = must("read", conn:readline(MAX_LINE))
-    bytes = bytes + #line + 2
-    local m, c = line:match("^HTTP/1%.(%d) (%d%d%d)")
+    local m, c = call:line():match("^HTTP/1%.(%d) (%d%d%d)")
     if not m then fail("bad response", "status line") end
     minor, code = tonumber(m), tonumber(c)
     fields = {}
-    while true do
-      local h = must("read", conn:readline(MAX_LINE))
-      bytes = bytes + #h + 2
+    for i = 1, MAX_FIELDS + 1 do
+      local h = call:line()
       if h == "" then break end
+      if i > MAX_FIELDS then fail("bad response", "too many header fields") end
       local name, value = h:match("^([^:]+):[ \t]*(.-)[ \t]*$")
       if not name then fail("bad response", "header line") end
       fields[name:lower()] = value
@@ -221,65 +279,39 @@ local function read_response(conn)
     -- no body
   elseif te and te:lower():find("chunked", 1, true) then
     while true do
-      local line = must("read", conn:readline(MAX_LINE))
-      local size = tonumber(line:match("^%x+") or "", 16)
-      if not size then fail("bad response", "chunk size") end
-      bytes = bytes + #line + 2
+      local hex = call:line():match("^%x+")
+      if not hex or #hex > 15 then fail("bad response", "chunk size") end
+      local size = tonumber(hex, 16)
       if size == 0 then break end
-      bytes = bytes + #must("read", conn:readn(size + 2))
+      call:skip(size)
+      if call:line() ~= "" then fail("bad response", "chunk end") end
     end
-    repeat   -- the trailer
-      local line = must("read", conn:readline(MAX_LINE))
-      bytes = bytes + #line + 2
-    until line == ""
+    repeat until call:line() == ""   -- the trailer
   elseif cl then
-    local left = math.tointeger(tonumber(cl))
-    if not left or left < 0 then fail("bad response", "content-length") end
-    while left > 0 do
-      local s = must("read", conn:read(math.min(left, 65536)))
-      left = left - #s
-      bytes = bytes + #s
-    end
+    local size = cl:match("^%d+$") and #cl <= 15 and tonumber(cl)
+    if not size then fail("bad response", "content-length") end
+    call:skip(size)
   else   -- the body ends when the connection does
-    while true do
-      local s, err = conn:read()
-      if not s then
-        if err ~= "closed" then fail("read", err) end
-        break
-      end
-      bytes = bytes + #s
-    end
+    repeat until not call:read(65536, true)
     keep = false
   end
-  return code, bytes, keep
-end
-
--- Send REQUEST on `conn` and read the response (read_response's results).
-local function exchange(conn)
-  must("write", conn:write(REQUEST))
-  return read_response(conn)
+  return code, keep
 end
 
 -- One connection's goroutine: `quota` requests (nil with -z), or until
 -- `deadline` (nil with -n).
 local function worker(st, quota, deadline)
-  local conn
+  local conn, reused, retried
   local function drop()
     if conn then conn:close(); conn = nil end
-  end
-  -- The time a call may wait: the request's timeout, cut at the deadline.
-  local function limit()
-    local t = opts.timeout
-    if deadline then
-      local left = math.max(deadline - go.now(), 0.001)
-      t = t and math.min(t, left) or left
-    end
-    return t
   end
   while (not quota or st.done < quota) and (not deadline or go.now() < deadline) do
     if not conn then
       local err
-      conn, err = go.net.dial(address, { timeout = limit() })
+      local t = opts.timeout
+      if deadline then t = math.min(t or math.huge, math.max(deadline - go.now(), 0.001)) end
+      conn, err = go.net.dial(address, { timeout = t })
+      reused = false
       if not conn then
         if deadline and go.now() >= deadline then break end
         record_error(st, "dial: " .. err)
@@ -287,18 +319,29 @@ local function worker(st, quota, deadline)
       end
     end
     do
-      conn:settimeout(limit())
       local t0 = go.now()
-      local ok, code, bytes, keep = pcall(exchange, conn)
+      local until_ = opts.timeout and t0 + opts.timeout
+      if deadline then until_ = math.min(until_ or math.huge, deadline) end
+      local call = new_call(conn, until_)
+      local ok, code, keep = pcall(exchange, call)
       local t1 = go.now()
       if ok then
-        record(st, t1 - t0, code, bytes)
+        record(st, t1 - t0, code, call.bytes)
+        retried = false
+        reused = true
         if not keep or opts.nokeepalive then drop() end
       else
         drop()
         if deadline and t1 >= deadline then break end   -- cut short by the end
         if type(code) ~= "table" then error(code, 0) end   -- a bug: let it show
-        record_error(st, code.kind)
+        -- A kept-alive connection the server closed while it was idle:
+        -- send the request again on a new one, once, as net/http does.
+        if not (code.early and reused and not retried) then
+          record_error(st, code.kind)
+          retried = false
+        else
+          retried = true
+        end
       end
     end
     ::next::
@@ -443,8 +486,8 @@ if ok_count > 0 then
 
   -- The histogram in text: rows spaced evenly on a log scale from the
   -- fastest to the slowest, as latencies have long tails.
-  local rows, counts = 12, {}
   local lo, hi = math.max(lat_min, 1e-6), math.max(lat_max, 1e-6)
+  local rows, counts = hi > lo * 1.01 and 12 or 1, {}
   local ratio = (hi / lo) ^ (1 / rows)
   local bounds = {}
   for r = 1, rows do bounds[r] = lo * ratio ^ r; counts[r] = 0 end

@@ -15,7 +15,12 @@ A request that breaks the protocol gets its 4xx answer and the connection
 is closed: nothing a client sends can stop the server.  Every read is
 bounded: a line by MAX_LINE bytes, a request's headers by MAX_HEADERS and
 HEADER_TIMEOUT, a body by MAX_BODY, and a connection waiting for its next
-request by the idle timeout (-i).
+request by the idle timeout (-i).  A body is read 64 KiB at a time, so that
+a connection's buffer stays small whatever it was sent.
+
+Files are read with Lua's io library, whose calls block the thread while
+holding the Lua token: the root must hold regular files and directories
+only (a FIFO there would stop every goroutine until someone wrote to it).
 
 Prints "httpd: serving <dir> on http://<address>/" once it listens, so that
 a script started with `-a 127.0.0.1:0` learns its port.
@@ -26,7 +31,8 @@ local go = require "goro"
 local MAX_LINE = 8192               -- request line, header line, chunk size line
 local MAX_HEADERS = 100             -- header fields in a request (and trailer)
 local MAX_BODY = 16 * 1024 * 1024   -- bytes of a request body, decoded
-local HEADER_TIMEOUT = 10           -- seconds from a request's first byte to its end
+local HEADER_TIMEOUT = 10           -- seconds from the end of a request line to the end of its body
+local WRITE_TIMEOUT = 30            -- seconds one write of a response may wait for the client
 local CHUNK = 64 * 1024             -- bytes read from a file at a time
 
 local USAGE = [[
@@ -95,6 +101,10 @@ local function mime_type(path)
   return ext and MIME[ext:lower()] or "application/octet-stream"
 end
 
+-- The methods of RFC 9110: any other gets 501 Not Implemented.
+local KNOWN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
+                        CONNECT = true, OPTIONS = true, TRACE = true, PATCH = true }
+
 -- The characters of a token (RFC 9110, 5.6.2): methods and field names.
 local TOKEN = "[%w!#$%%&'*+.^_`|~-]+"
 
@@ -159,8 +169,39 @@ local function has_token(s, token)
   return false
 end
 
-local function read_chunked(conn, deadline, req)
-  local parts, size = {}, 0
+-- A body being put together from pieces: a piece per read or per chunk,
+-- joined into blocks every 256 pieces, so that a body sent as millions of
+-- one-byte chunks costs its bytes, not a table slot each.
+local function new_body()
+  return { blocks = {}, parts = {} }
+end
+
+local function add_piece(body, piece)
+  local parts = body.parts
+  parts[#parts + 1] = piece
+  if #parts == 256 then
+    body.blocks[#body.blocks + 1] = table.concat(parts)
+    body.parts = {}
+  end
+end
+
+local function body_string(body)
+  return table.concat(body.blocks) .. table.concat(body.parts)
+end
+
+-- n bytes of body into `body`, 64 KiB at a time.
+local function read_body(conn, deadline, body, n)
+  while n > 0 do
+    until_deadline(conn, deadline)
+    local piece, err = conn:read(math.min(n, 64 * 1024))
+    if not piece then read_failed(err) end
+    add_piece(body, piece)
+    n = n - #piece
+  end
+end
+
+local function read_chunked(conn, deadline)
+  local body, size = new_body(), 0
   while true do
     local line = readline(conn, deadline, 400)
     local hex = line:match("^(%x+)[ \t]*;") or line:match("^(%x+)[ \t]*$")
@@ -169,11 +210,11 @@ local function read_chunked(conn, deadline, req)
     if n == 0 then break end
     size = size + n
     if size > MAX_BODY then reject(413) end
-    parts[#parts + 1] = readn(conn, deadline, n)
+    read_body(conn, deadline, body, n)
     if readn(conn, deadline, 2) ~= "\r\n" then reject(400) end
   end
   read_fields(conn, deadline, {})   -- the trailer: read, and ignored
-  return table.concat(parts)
+  return body_string(body)
 end
 
 -- Read one request from `conn`.  Returns the request; nil at a clean end
@@ -191,10 +232,13 @@ local function read_request(conn)
     return nil
   end
   local deadline = go.now() + HEADER_TIMEOUT
+  -- The target is visible ASCII only: a control byte in it (a NUL that
+  -- would cut a file name short, a CR or LF) is refused here.
   local method, target, major, minor =
-    line:match("^(" .. TOKEN .. ") (%S+) HTTP/(%d)%.(%d)$")
+    line:match("^(" .. TOKEN .. ") ([!-~]+) HTTP/(%d)%.(%d)$")
   if not method then reject(400) end
   if major ~= "1" then reject(505) end
+  if not KNOWN_METHODS[method] then reject(501) end
   local req = { method = method, target = target, minor = tonumber(minor),
                 headers = read_fields(conn, deadline, {}) }
   local h = req.headers
@@ -221,7 +265,13 @@ local function read_request(conn)
     if expect and req.minor >= 1 then
       conn:write("HTTP/1.1 100 Continue\r\n\r\n")
     end
-    req.body = te and read_chunked(conn, deadline, req) or readn(conn, deadline, length)
+    if te then
+      req.body = read_chunked(conn, deadline)
+    else
+      local body = new_body()
+      read_body(conn, deadline, body, length)
+      req.body = body_string(body)
+    end
   end
   return req
 end
@@ -244,7 +294,11 @@ local function respond(conn, req, status, ctype, length, fields, body)
     head[#head + 1] = "Content-Length: " .. length
   end
   for _, f in ipairs(fields or {}) do head[#head + 1] = f end
-  if not req.keep then head[#head + 1] = "Connection: close" end
+  if not req.keep then
+    head[#head + 1] = "Connection: close"
+  elseif req.minor == 0 then   -- HTTP/1.0 keeps a connection only when told
+    head[#head + 1] = "Connection: keep-alive"
+  end
   head[#head + 1] = "\r\n"
   return conn:write(table.concat(head, "\r\n") .. (body or ""))
 end
@@ -259,16 +313,16 @@ end
 -- is not a clean absolute path.  "." and ".." are resolved; ".." above the
 -- root is refused rather than clamped.
 local function local_path(target)
-  local path = target:match("^https?://[^/]+(/.*)$") or target
+  local path = target
+  local authority, rest = target:match("^[hH][tT][tT][pP][sS]?://([^/?#]+)(.*)$")
+  if authority then   -- absolute form: the path, "/" if there is none
+    path = rest:sub(1, 1) == "/" and rest or "/" .. rest
+  end
   path = path:match("^[^?#]*")
   if path:sub(1, 1) ~= "/" then return nil end
-  local bad = false
-  path = path:gsub("%%(%x%x)", function(hex)
-    local c = string.char(tonumber(hex, 16))
-    if c == "\0" then bad = true end
-    return c
-  end)
-  if bad then return nil end
+  path = path:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end)
+  -- No control byte, decoded or not, gets into a file name or a header.
+  if path:find("[%c\127]") then return nil end
   local parts = {}
   for seg in path:gmatch("[^/]+") do
     if seg == ".." then
@@ -283,21 +337,31 @@ local function local_path(target)
   return clean
 end
 
+-- `path` with what may not stand in a Location header percent-encoded.
+local function url_path(path)
+  return (path:gsub("[^%w%-._~/!$&'()*+,;=:@]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
 -- Serve the file at `path` (relative to the root), streaming it in CHUNKs.
 -- File reads are blocking C calls: they hold the Lua token for the time of
 -- one read of a file, which the page cache usually makes short.
 local function serve_file(conn, req, path)
   local file = opts.root .. path
   if path:sub(-1) == "/" then file = file .. "index.html" end
-  local f, err = io.open(file, "rb")
+  local f, err, code = io.open(file, "rb")
   if not f then
-    return respond_text(conn, req, err:find("Permission denied", 1, true) and 403 or 404)
+    -- ENOENT, ENOTDIR: not there; EACCES: forbidden; others (EMFILE, EIO):
+    -- the server's trouble.
+    local status = (code == 2 or code == 20) and 404 or code == 13 and 403 or 500
+    return respond_text(conn, req, status)
   end
   local first, rerr = f:read(CHUNK)
   if not first and rerr then   -- a directory: read(2) says EISDIR
     f:close()
     if path:sub(-1) ~= "/" then
-      return respond_text(conn, req, 301, { "Location: " .. path .. "/" })
+      return respond_text(conn, req, 301, { "Location: " .. url_path(path) .. "/" })
     end
     return respond_text(conn, req, 404)
   end
@@ -308,10 +372,20 @@ local function serve_file(conn, req, path)
     f:close()
     return respond(conn, req, 200, ctype, size)
   end
+  -- Exactly `size` bytes, whatever happens to the file meanwhile: more
+  -- would be taken for the next response, fewer would leave the client
+  -- waiting, so a file that shrank ends the connection.
+  first = first and first:sub(1, size)
+  local left = size - #(first or "")
   local ok, werr = respond(conn, req, 200, ctype, size, nil, first)
-  while ok and first do
-    first = f:read(CHUNK)
-    if first then ok, werr = conn:write(first) end
+  while ok and left > 0 do
+    local piece = f:read(math.min(CHUNK, left))
+    if not piece then
+      req.keep = false
+      break
+    end
+    left = left - #piece
+    ok, werr = conn:write(piece)
   end
   f:close()
   return ok, werr
@@ -389,6 +463,7 @@ local function serve_conn(conn)
       break
     end
     if not req then break end
+    conn:settimeout(WRITE_TIMEOUT)   -- not what was left of the request's deadline
     local answered, err = handle(conn, req)
     log(conn, req, err)
     if not answered or not req.keep then break end

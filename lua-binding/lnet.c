@@ -28,7 +28,7 @@
 #define LGORO_UDP "goro.udp"
 
 enum { KIND_CONN, KIND_LISTENER, KIND_UDP };
-enum { READ_DEFAULT = 64 * 1024, BUF_MIN = 4096 };
+enum { READ_DEFAULT = 64 * 1024, BUF_MIN = 4096, BUF_KEEP = 16 * READ_DEFAULT };
 
 /* A socket of any kind, with a read buffer (conn:readline, readn). */
 typedef struct Sock {
@@ -255,6 +255,13 @@ static int wait_for(lua_State *L, LG *lg, Sock *s, int events) {
 static ssize_t fill(Sock *s, size_t want) {
   if (s->bufstart > 0 && s->bufstart == s->bufend)
     s->bufstart = s->bufend = 0;
+  /* An empty buffer that one large readn grew is given back, so that a
+  ** long-lived connection does not keep its largest read's size. */
+  if (s->bufend == 0 && s->bufcap > BUF_KEEP && want <= BUF_KEEP) {
+    free(s->buf);
+    s->buf = NULL;
+    s->bufcap = 0;
+  }
   if (s->bufcap - s->bufend < want) {
     if (s->bufstart > 0) {
       memmove(s->buf, s->buf + s->bufstart, s->bufend - s->bufstart);
@@ -292,8 +299,8 @@ static int netop(lua_State *L, LG *lg) {
     switch ((int)lua_tointeger(L, lua_upvalueindex(2))) {
       case NET_READ: {
         size_t want = (size_t)luaL_optinteger(L, 2, READ_DEFAULT);
-        if (want > 16 * READ_DEFAULT)   /* "up to n": bound the buffer */
-          want = 16 * READ_DEFAULT;
+        if (want > BUF_KEEP)   /* "up to n": bound the buffer */
+          want = BUF_KEEP;
         if (s->bufend > s->bufstart) {
           size_t n = s->bufend - s->bufstart;
           if (n > want) n = want;

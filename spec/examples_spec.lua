@@ -31,7 +31,7 @@ local FILES = {
   ["sub/deep.txt"] = "deep\n",
 }
 do
-  assert(os.execute("mkdir -p " .. WWW .. "/sub " .. WWW .. "/nodir"))
+  assert(os.execute("mkdir -p " .. WWW .. "/sub " .. WWW .. "/nodir '" .. WWW .. "/with space'"))
   for name, body in pairs(FILES) do
     local f = assert(io.open(WWW .. "/" .. name, "wb"))
     f:write(body)
@@ -281,7 +281,23 @@ describe("examples/httpd.lua", function()
                            "GET /style.css HTTP/1.0\r\n\r\n")
       local rs = responses(raw)
       assert.equal(2, #rs)
-      assert.is_nil(rs[1].headers.connection)
+      assert.equal("keep-alive", rs[1].headers.connection)
+      assert.equal("close", rs[2].headers.connection)
+    end)
+
+    it("takes a target in absolute form", function()
+      local raw = exchange(addr, "GET http://a HTTP/1.1\r\nHost: a\r\n\r\n" ..
+                                 "GET http://a/style.css?x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local rs = responses(raw)
+      assert.equal(FILES["index.html"], rs[1].body)
+      assert.equal(FILES["style.css"], rs[2].body)
+    end)
+
+    it("percent-encodes the Location of a redirect", function()
+      local raw = exchange(addr, "GET /with%20space HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local r = responses(raw)[1]
+      assert.equal(301, r.status)
+      assert.equal("/with%20space/", r.headers.location)
     end)
 
     -- Each bad request: its status; the answer says Connection: close,
@@ -305,6 +321,11 @@ describe("examples/httpd.lua", function()
       ["a chunk longer than its size"] = {
         "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", 400 },
       ["a path not starting with /"] = { "GET index.html HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+      ["a NUL in the target"] = { "GET /style.css\0.html HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+      ["an encoded CR LF in the target"] = {
+        "GET /x%0d%0aSet-Cookie:%20evil=1 HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+      ["an encoded control byte in the target"] = { "GET /style.css%01 HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+      ["an unknown method"] = { "FROB / HTTP/1.1\r\nHost: a\r\n\r\n", 501 },
       ["a transfer coding other than chunked"] = {
         "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
       ["HTTP/2.0"] = { "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505 },
@@ -592,6 +613,34 @@ describe("examples/hey.lua", function()
     assert.matches("\n\nhello$", req)
   end)
 
+  it("lets -H replace a default field, and refuses to frame the body", function()
+    local addr, counts, stop = test_server(function(c) c:write(OK) end)
+    local status, out, err = hey(pending, "-n", "2", "-c", "1", "-H", "Host: example.com",
+                                 "-H", "user-agent: mine", "http://" .. addr .. "/")
+    stop()
+    assert.equal(0, status, err)
+    assert.equal(2, report(out).responses, out)
+    local _, hosts = counts.first:gsub("\n[Hh]ost:", "")
+    assert.equal(1, hosts, counts.first)
+    assert.matches("\nHost: example%.com\n", counts.first)
+    assert.not_matches("goro%-hey", counts.first)
+    status, out, err = hey(pending, "-H", "Content-Length: 3", "http://" .. addr .. "/")
+    assert.equal(2, status)
+    assert.matches("^hey: %-H content%-length", err)
+  end)
+
+  it("sends again, once, on a kept-alive connection the server closed", function()
+    -- The server closes after each answer without saying so.
+    local addr, counts, stop = test_server(function(c) c:write(OK) return false end)
+    local status, out, err = hey(pending, "-n", "20", "-c", "1", "http://" .. addr .. "/")
+    stop()
+    assert.equal(0, status, err)
+    local r = report(out)
+    assert.equal(20, r.responses, out)
+    assert.equal(0, r.nerrors, out)
+    assert.equal(20, counts.requests)
+  end)
+
   it("opens a connection per request with -k", function()
     local addr, counts, stop = test_server(function(c) c:write(OK) end)
     local status, out, err = hey(pending, "-n", "20", "-c", "1", "-k", "http://" .. addr .. "/")
@@ -662,6 +711,23 @@ describe("examples/hey.lua", function()
         return false
       end },
     { "stalls", "read: timeout", function() go.sleep(1) return false end },
+    { "dribbles its head past -t", "read: timeout", function(c)
+        c:write("HTTP/1.1 200 OK\r\n")
+        for i = 1, 40 do   -- 2 s of header lines, 0.05 s apart
+          if not c:write("X-" .. i .. ": y\r\n") then break end
+          go.sleep(0.05)
+        end
+        return false
+      end },
+    { "sends a chunk size too large", "bad response: chunk size", function(c)
+        c:write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\n")
+        return false
+      end },
+    { "sends endless header fields", "bad response: too many header fields", function(c)
+        c:write("HTTP/1.1 200 OK\r\n")
+        for i = 1, 300 do c:write("X-" .. i .. ": y\r\n") end
+        return false
+      end },
   }
   for _, case in ipairs(FAULTS) do
     it("counts errors by kind: a server that " .. case[1], function()
