@@ -428,8 +428,8 @@ static int netop(lua_State *L, LG *lg) {
         /* Into the socket's own buffer: a luaL_Buffer's box is a
         ** to-be-closed slot, which must not be dropped around a wait. */
         size_t want = (size_t)luaL_optinteger(L, 2, READ_DEFAULT);
-        if (want > 16 * READ_DEFAULT)
-          want = 16 * READ_DEFAULT;
+        if (want > BUF_KEEP)
+          want = BUF_KEEP;
         if (s->bufcap < want) {
           char *nb = realloc(s->buf, want);
           if (nb == NULL)
