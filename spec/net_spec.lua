@@ -274,6 +274,48 @@ describe("go.net", function()
       fails("connection refused", net.dial(closed_port(), { timeout = 5 }))
     end)
 
+    -- With nothing listening on a port of the ephemeral range, the kernel
+    -- may give the dialling socket that very port, and TCP's simultaneous
+    -- open joins it to itself.  Before dial checked for this, one pass over
+    -- the range found one to three such "connections".
+    it("never connects a socket to itself (two passes over the ephemeral range)", function()
+      local f = assert(io.open("/proc/sys/net/ipv4/ip_local_port_range"))
+      local lo, hi = f:read("a"):match("(%d+)%s+(%d+)")
+      f:close()
+      lo, hi = tonumber(lo), tonumber(hi)
+      local ports, results = go.chan(256), go.chan(64)
+      for _ = 1, 64 do
+        go(function()
+          local n, self = 0, {}
+          for port in ports:iter() do
+            local c = net.dial("127.0.0.1:" .. port, { timeout = 2 })
+            if c then
+              if c:localaddr() == c:remoteaddr() then self[#self + 1] = port end
+              c:close()
+            end
+            n = n + 1
+          end
+          results:send({ n = n, self = self })
+        end)
+      end
+      go(function()
+        for _ = 1, 2 do
+          for port = lo, hi do ports:send(port) end
+        end
+        ports:close()
+      end)
+      local self, n = {}, 0
+      local limit = go.after(60 * H.SLOW)
+      for _ = 1, 64 do
+        local i, r = go.select{ results, limit }
+        assert.equal(1, i, "the dials did not end in time")
+        n = n + r.n
+        for _, p in ipairs(r.self) do self[#self + 1] = p end
+      end
+      assert.equal(2 * (hi - lo + 1), n)
+      assert.same({}, self)
+    end)
+
     it("from many goroutines at once", function()
       local l = listen()
       local n = 100
