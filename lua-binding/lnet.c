@@ -36,8 +36,9 @@ typedef struct Sock {
   int fd;
   int kind;
   double timeout;            /* seconds per call; < 0: none */
-  char *buf;
+  char *buf;                 /* buffered input: buf[bufstart..bufend) */
   size_t bufstart, bufend, bufcap;
+  size_t nolf;               /* the first nolf buffered bytes hold no \n */
 } Sock;
 
 /* The operation a goroutine is doing on a socket, kept across a wait. */
@@ -97,6 +98,7 @@ static void sock_close(Sock *s) {
   free(s->buf);
   s->buf = NULL;
   s->bufstart = s->bufend = s->bufcap = 0;
+  s->nolf = 0;
 }
 
 static int l_close(lua_State *L) {
@@ -282,6 +284,12 @@ static int wait_for(lua_State *L, LG *lg, Sock *s, int events) {
   return -1;
 }
 
+/* Hand the first n buffered bytes to the caller. */
+static void consume(Sock *s, size_t n) {
+  s->bufstart += n;
+  s->nolf = 0;
+}
+
 /* Fill the read buffer with what one read(2) gives: > 0 bytes, 0 at EOF,
 ** or -errno. */
 static ssize_t fill(Sock *s, size_t want) {
@@ -337,14 +345,14 @@ static int netop(lua_State *L, LG *lg) {
           size_t n = s->bufend - s->bufstart;
           if (n > want) n = want;
           lua_pushlstring(L, s->buf + s->bufstart, n);
-          s->bufstart += n;
+          consume(s, n);
           return 1;
         }
         ssize_t n = fill(s, want);
         if (n > 0) {   /* at most `want`; the rest stays buffered */
           size_t take = (size_t)n < want ? (size_t)n : want;
           lua_pushlstring(L, s->buf + s->bufstart, take);
-          s->bufstart += take;
+          consume(s, take);
           return 1;
         }
         if (n == 0)
@@ -368,8 +376,13 @@ static int netop(lua_State *L, LG *lg) {
         for (;;) {
           size_t have = s->bufend - s->bufstart;
           if (line) {
-            char *nl = have ? memchr(s->buf + s->bufstart, '\n', have) : NULL;
+            /* Search only what arrived since the last look, so that a
+            ** long line arriving in many pieces costs linear time. */
+            char *nl = have > s->nolf
+                ? memchr(s->buf + s->bufstart + s->nolf, '\n', have - s->nolf)
+                : NULL;
             size_t len = nl ? (size_t)(nl - (s->buf + s->bufstart)) : have;
+            s->nolf = len;
             if (max > 0 && len > max)
               return fail(L, "line too long");
             if (nl) {
@@ -377,12 +390,12 @@ static int netop(lua_State *L, LG *lg) {
               if (keep > 0 && s->buf[s->bufstart + keep - 1] == '\r')
                 keep--;
               lua_pushlstring(L, s->buf + s->bufstart, keep);
-              s->bufstart += len + 1;
+              consume(s, len + 1);
               return 1;
             }
           } else if (have >= need) {
             lua_pushlstring(L, s->buf + s->bufstart, need);
-            s->bufstart += need;
+            consume(s, need);
             return 1;
           }
           ssize_t n = fill(s, line ? BUF_MIN : need - have);

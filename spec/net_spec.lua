@@ -509,6 +509,29 @@ describe("go.net", function()
       assert.equal("next", s:readline(4))
     end)
 
+    pair_it("after 'line too long', read and readn take from the line's start", function(c, s)
+      c:write("abcdefgh")
+      fails("line too long", s:readline(4))
+      assert.equal("ab", s:read(2))
+      fails("line too long", s:readline(4))
+      assert.equal("cd", s:readn(2))
+      c:write("\nz\n")
+      assert.equal("efgh", s:readline(4))
+      assert.equal("z", s:readline())
+    end)
+
+    pair_it("finds the end of a long line that comes in many pieces", function(c, s)
+      local piece = ("0123456789abcdef"):rep(64)   -- 1 KiB
+      local wrote = async(function()
+        for _ = 1, 2048 do c:write(piece); go.yield() end
+        return c:write("\r\n")
+      end)
+      local line = assert(s:readline())
+      assert.equal(2048 * #piece, #line)
+      assert.equal(piece:rep(2048), line)
+      assert.equal(2, wrote:recv()[1])
+    end)
+
     pair_it("fails as soon as max bytes came without a newline", function(c, s)
       -- The peer never ends the line: without max, readline would wait
       -- (and buffer) for ever; with it, the answer comes at once.
