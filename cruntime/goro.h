@@ -56,11 +56,13 @@ int goro_init_config(const goro_config *cfg);
 bool goro_running(void);
 
 /*
-** Stop the runtime: every M, sysmon, and every stack.  Goroutines that are
-** running are asked to stop (their preemption flag is set) and shutdown
-** waits for each to reach a scheduling point (a park, a yield, a preemption
-** point, or its end); runnable and parked goroutines are discarded without
-** running again.  Must be called from a foreign thread.
+** Stop the runtime: every M, sysmon, the poller, and every stack.
+** Goroutines that are running are asked to stop (their preemption flag is
+** set) and shutdown waits for each to reach a scheduling point (a park, a
+** yield, a preemption point, or its end); runnable and parked goroutines
+** are discarded without running again.  goro_fds and goro_timers outlive
+** it: their owners close and free them, or use them after the next
+** goro_init.  Must be called from a foreign thread.
 */
 void goro_shutdown(void);
 

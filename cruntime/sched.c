@@ -1224,7 +1224,6 @@ void goro_shutdown(void) {
   for (int i = 0; i < sched.nprocs; i++)
     goro_preemptone(sched.allp[i]);
   goro_sysmon_stop();
-  goro_netpoll_stop();
 
   /* Idle Ms: wake them to exit.  Others see `stopping` in findrunnable or
   ** stopm (both check it under sched.lock, which orders them with this). */
@@ -1244,6 +1243,11 @@ void goro_shutdown(void) {
     free(allm);
     allm = next;
   }
+
+  /* The poller last: until every M is gone a goroutine may still close an
+  ** fd or start a timer, and a request made after the poller's last look
+  ** would be lost. */
+  goro_netpoll_stop();
 
   /* Every thread is gone: free every G, stack and P. */
   goro_token_shutdown();

@@ -89,12 +89,14 @@ static G **readyq;
 static int nready, readycap;
 static int64_t nreadywaits;        /* waits ended with them */
 
-/* Free uv_timer_t handles for sleeps and deadlines (netpoll thread). */
+/* uv_timer_t handles for sleeps and deadlines (netpoll thread): the free
+** ones, and all of them (a stop frees those of dropped waits too). */
 typedef struct timernode {
   uv_timer_t t;
-  struct timernode *next;
+  struct timernode *next;      /* freetimers */
+  struct timernode *allnext;   /* alltimernodes */
 } timernode;
-static timernode *freetimers;
+static timernode *freetimers, *alltimernodes;
 
 int64_t goro_now(void) {
   return goro_nanotime();
@@ -161,6 +163,8 @@ static uv_timer_t *timer_get(void) {
   if (n == NULL)
     goro_throw("netpoll: out of memory");
   uv_timer_init(&loop, &n->t);
+  n->allnext = alltimernodes;
+  alltimernodes = n;
   return &n->t;
 }
 
@@ -292,6 +296,7 @@ static void fd_wait(goro_pollop *op) {
     /* libuv sets it non-blocking again, and O_CLOEXEC is the caller's. */
     f->poll.data = f;
     f->handle_open = true;
+    f->watching = 0;
   }
   goro_pollop **slot = op->events == GORO_READ ? &f->r : &f->w;
   if (*slot != NULL) {           /* a second reader (or writer) */
@@ -479,15 +484,27 @@ static void handle(goro_pollop *op) {
   }
 }
 
+/*
+** At a stop every handle closes, and the loop ends.  An fd outlives it:
+** its owner may close it afterwards, or wait on it once the runtime has
+** started again.  So its poll handle is marked closed (the next wait opens
+** a new one) and its waits are forgotten, as their goroutines are dropped.
+*/
 static void on_close_any(uv_handle_t *h, void *arg) {
   (void)arg;
-  if (!uv_is_closing(h))
+  if (uv_is_closing(h))
+    return;
+  if (h->type == UV_POLL) {
+    goro_fd *f = h->data;
+    if (f->r) { f->r = NULL; f->refs--; }
+    if (f->w) { f->w = NULL; f->refs--; }
+    uv_close(h, on_poll_closed);
+  } else {
     uv_close(h, NULL);
+  }
 }
 
-static void on_wakeup(uv_async_t *h) {
-  (void)h;
-  uv_update_time(&loop);   /* timers started below count from now */
+static void serve_requests(void) {
   /* The stack holds the newest first: reverse it to serve in order. */
   goro_pollop *list = atomic_exchange(&requests, NULL), *fifo = NULL;
   while (list) {
@@ -501,9 +518,22 @@ static void on_wakeup(uv_async_t *h) {
     handle(fifo);
     fifo = next;
   }
+}
+
+static void on_wakeup(uv_async_t *h) {
+  (void)h;
+  uv_update_time(&loop);   /* timers started below count from now */
+  serve_requests();
   flush_ready();
-  if (atomic_load(&stopping))
+  if (atomic_load(&stopping)) {
+    /* A request pushed after the exchange above, but before the stop was
+    ** asked for (a goro_fd_close just before goro_shutdown), is on the
+    ** stack now: serve it, or its fd and memory would be lost. */
+    while (atomic_load(&requests) != NULL)
+      serve_requests();
+    flush_ready();
     uv_walk(&loop, on_close_any, NULL);
+  }
 }
 
 static void *netpoll_main(void *arg) {
@@ -571,8 +601,10 @@ static void submit(goro_pollop *op) {
     uv_async_send(&wakeup);
 }
 
-/* Called by goro_shutdown before any goroutine is freed: pending waits are
-** dropped with their goroutines; fds and timers still open are freed. */
+/* Called by goro_shutdown once every M has exited, before any goroutine is
+** freed: every request made so far is served, pending waits are dropped
+** with their goroutines, and fds and timer objects outlive the stop (their
+** owners close and free them, or use them when the runtime starts again). */
 void goro_netpoll_stop(void) {
   goro_mutex_lock(&lifelock);
   if (atomic_load(&started)) {
@@ -584,11 +616,12 @@ void goro_netpoll_stop(void) {
     for (goro_timer *t = alltimers; t; t = t->next)
       t->handle_init = false;   /* closed with the loop */
     goro_mutex_unlock(&timerslock);
-    while (freetimers) {
-      timernode *n = freetimers;
-      freetimers = n->next;
+    while (alltimernodes) {   /* closed with the loop */
+      timernode *n = alltimernodes;
+      alltimernodes = n->allnext;
       free(n);
     }
+    freetimers = NULL;
     free(readyq);
     readyq = NULL;
     nready = readycap = 0;

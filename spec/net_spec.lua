@@ -1027,6 +1027,32 @@ describe("go.net", function()
     end)
   end)
 
+  describe("across a restart of the runtime (go.gomaxprocs)", function()
+    -- The restart stops the poller; the sockets live on.  A socket the
+    -- poller watched before used to abort the process in libuv after it.
+    it("a listener and a connection waited on before still work after", function()
+      local procs = go.gomaxprocs()
+      local l = listen()
+      local c = assert(net.dial(l:addr()))
+      local s = assert(l:accept())
+      l:settimeout(0.01)
+      s:settimeout(0.01)
+      fails("timeout", l:accept())
+      fails("timeout", s:read())
+      H.use_procs(procs == 1 and 2 or 1)
+      l:settimeout(H.NET_LIMIT)
+      s:settimeout(H.NET_LIMIT)
+      local reply = async(function() return s:readline() end)
+      assert(c:write("after\n"))
+      assert.equal("after", reply:recv()[1])
+      local c2 = assert(net.dial(l:addr()))
+      local s2 = assert(l:accept())
+      c2:close(); s2:close(); c:close(); s:close()
+      l:close()
+      H.use_procs(procs)
+    end)
+  end)
+
   describe("hand-off with 1 P", function()
     -- With one P, a goroutine that counts in a loop of go.yield() runs only
     -- while the P and the Lua token are free.  If a lookup held either for
