@@ -89,6 +89,10 @@ static G **readyq;
 static int nready, readycap;
 static int64_t nreadywaits;        /* waits ended with them */
 
+/* Waits submitted and not yet flushed as ended: the part of the runtime's
+** external-wait count that a stop drops with the goroutines. */
+static _Atomic int64_t nwaits;
+
 /* uv_timer_t handles for sleeps and deadlines (netpoll thread): the free
 ** ones, and all of them (a stop frees those of dropped waits too). */
 typedef struct timernode {
@@ -119,6 +123,7 @@ static void flush_ready(void) {
   if (nreadywaits > 0) {
     int64_t n = nreadywaits;
     nreadywaits = 0;
+    atomic_fetch_sub(&nwaits, n);
     goro_externalwait_done(n);
   }
 }
@@ -625,6 +630,14 @@ void goro_netpoll_stop(void) {
     free(readyq);
     readyq = NULL;
     nready = readycap = 0;
+    /* The waits dropped (and those ended after the last flush, a DNS
+    ** lookup that finished during the stop) no longer count: else the
+    ** deadlock check would stay blind after a restart.  Timer objects
+    ** still pending keep theirs. */
+    nreadywaits = 0;
+    int64_t dropped = atomic_exchange(&nwaits, 0);
+    if (dropped > 0)
+      goro_externalwait_done(dropped);
     atomic_store(&requests, NULL);
     atomic_store(&started, false);
   }
@@ -643,6 +656,7 @@ void goro_netpoll_stop(void) {
 static bool submit_parked(goro_g *g, void *arg) {
   goro_pollop *op = arg;
   op->g = g;
+  atomic_fetch_add(&nwaits, 1);
   goro_externalwait_add(1);
   submit(op);
   return true;

@@ -301,11 +301,29 @@ static void dead_after_timers(void) {
   goro_chan_recv(c, NULL, NULL);   /* nothing left that could send */
 }
 
+static void long_sleep(void *arg) {
+  (void)arg;
+  goro_sleep(30000 * MS);
+}
+
+/* A sleep dropped by a stop no longer counts as a pending wait: after a
+** start the deadlock check sees again (it stayed blind). */
+static void dead_after_restart(void) {
+  goro_spawn(long_sleep, NULL);
+  goro_sleep(20 * MS);   /* let it park */
+  goro_shutdown();
+  goro_init(2);
+  goro_set_deadlock_handler(on_deadlock, NULL);
+  goro_chan *c = goro_chan_new(0, 0);
+  goro_chan_recv(c, NULL, NULL);
+}
+
 static void test_deadlock_and_poller(void **state) {
   watchdog(__func__, 60);
   for (int i = 0; i < 5; i++)
     assert_int_equal(child(alive_while_sleeping), 0);
   assert_int_equal(child(dead_after_timers), 3);
+  assert_int_equal(child(dead_after_restart), 3);
 }
 
 int main(void) {
