@@ -402,6 +402,13 @@ static void timer_object_free(goro_timer *t) {
 
 static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   gai_req *g = req->data;
+  if (atomic_load(&stopping) && res != NULL) {
+    /* A lookup that ends during a stop: every M is gone, so its goroutine
+    ** will not run again to free the answer. */
+    uv_freeaddrinfo(res);
+    res = NULL;
+    status = UV_ECANCELED;
+  }
   *g->res = res;
   /* libuv reports UV_E*; give back getaddrinfo's EAI_* code. */
   int rc = 0;
