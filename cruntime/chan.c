@@ -196,6 +196,54 @@ sudog *waitq_dequeue(waitq *q) {
   }
 }
 
+static bool waitq_contains(waitq *q, sudog *sg) {
+  for (sudog *s = q->first; s; s = s->next)
+    if (s == sg)
+      return true;
+  return false;
+}
+
+/* Take sg off whichever queue of its channel holds it.  True if it was
+** on one.  With sg->c locked. */
+static bool unqueue(sudog *sg) {
+  goro_chan *c = sg->c;
+  if (waitq_contains(&c->recvq, sg))
+    waitq_remove(&c->recvq, sg);
+  else if (waitq_contains(&c->sendq, sg))
+    waitq_remove(&c->sendq, sg);
+  else
+    return false;
+  return true;
+}
+
+/*
+** Take gp, parked in a channel operation or a select, off the queues
+** (goro_token_close).  It races with wakers exactly as they race with
+** each other: a select is won by the CAS on selectdone, a plain
+** operation by whoever takes its sudog off the queue under the lock.
+** True: the caller won, nobody else will ready gp.  The walk of a queue
+** is linear, but this is no hot path.
+*/
+bool goro_chan_cancel(G *gp) {
+  sudog *first = gp->waiting;
+  if (first->isselect) {
+    uint32_t zero = 0;
+    if (!atomic_compare_exchange_strong(&gp->selectdone, &zero, 1))
+      return false;
+    for (sudog *s = first; s; s = s->waitlink) {
+      goro_mutex_lock(&s->c->lock);
+      unqueue(s);
+      goro_mutex_unlock(&s->c->lock);
+    }
+    return true;
+  }
+  goro_chan *c = first->c;
+  goro_mutex_lock(&c->lock);
+  bool won = unqueue(first);
+  goro_mutex_unlock(&c->lock);
+  return won;
+}
+
 /* }====================================================== */
 
 

@@ -378,6 +378,19 @@ void goro_token_acquire(goro_token *t);
 ** goroutine that releases its token is no longer bound to it. */
 void goro_token_release(goro_token *t);
 bool goro_token_owned(goro_token *t);      /* by the caller */
+/*
+** Close a token: end every goroutine spawned bound to it, as if each had
+** vanished where it stands (their frames are not unwound).  The caller
+** must be a foreign thread that owns t.  Goroutines parked on channels
+** are taken off them now (a select's other cases too); runnable ones are
+** dropped when next picked; one waiting on a timer, an fd or another
+** event is dropped when that wait ends.  For each goroutine dropped,
+** discard(its goro_getlocal slot, ud) is called, on some thread, so that
+** the embedder can free what it kept for it.  t is freed with the last
+** of them; the caller must not use it after this call.
+*/
+typedef void (*goro_discard_fn)(void *local, void *ud);
+void goro_token_close(goro_token *t, goro_discard_fn discard, void *ud);
 bool goro_token_contended(goro_token *t);  /* somebody waits for it */
 
 /* }====================================================== */

@@ -78,6 +78,7 @@ struct goro_g {
   G *alllink;                 /* every G ever made (allgs) */
   M *m;                       /* M running it, NULL when not running */
   goro_token *token;          /* runs only while owning this (token.c) */
+  goro_token *reftoken;       /* spawned bound to it: holds a reference */
   void *local;                /* goro_getlocal */
 
   /* goro_park: run by g0 after the switch */
@@ -226,7 +227,18 @@ void goro_goready(G *gp);
 
 /* token.c, for the scheduler: on g0, before running gp (false: gp is now
 ** queued on its token instead), and after it stopped running. */
-bool goro_token_claim(G *gp);
+enum { TOKEN_OWNED, TOKEN_QUEUED, TOKEN_CLOSED };
+int goro_token_claim(G *gp);         /* TOKEN_*: run it, it waits, discard it */
+void goro_token_ref(goro_token *t);  /* a G spawned bound to t */
+void goro_token_unref(goro_token *t);
+bool goro_token_closed(goro_token *t);
+void goro_token_discard(goro_token *t, G *gp);  /* tell the embedder */
+void goro_token_shutdown_closed(void);
+/* sched.c: take the Gs bound to t off the channels they wait on, ready them */
+void goro_cancel_chan_waits(goro_token *t);
+/* chan.c: take gp off every channel queue it waits on; false if a waker
+** has it already (and will ready it) */
+bool goro_chan_cancel(G *gp);
 void goro_token_switched_out(G *gp, P *pp);
 bool goro_token_defer(G *gp, P *pp);  /* made runnable by its token's owner */
 int goro_token_sysmon(int64_t now);   /* preempt foreign owners */

@@ -442,6 +442,7 @@ static void gfput(P *pp, G *gp) {
 */
 
 static void goexit(M *mp, G *gp);
+static void discardg(M *mp, G *gp);
 
 /* Where every C task begins, on its own stack. */
 static void gentry(void *arg) {
@@ -462,9 +463,15 @@ static void execute(M *mp, G *gp, bool inherit) {
   for (;;) {
     P *pp = mp->p;
     /* A G bound to a token that another owns waits in the token's queue,
-    ** runnable; this M goes on with other work. */
-    if (gp->token && !goro_token_claim(gp))
-      return;
+    ** runnable; this M goes on with other work.  One whose token was
+    ** closed never runs again. */
+    if (gp->token) {
+      int claim = goro_token_claim(gp);
+      if (claim == TOKEN_CLOSED)
+        discardg(mp, gp);
+      if (claim != TOKEN_OWNED)
+        return;
+    }
     setgstatus(gp, G_RUNNABLE, G_RUNNING);
     if (!inherit)
       COUNTER_INC(pp->schedtick);
@@ -545,12 +552,60 @@ static void execute(M *mp, G *gp, bool inherit) {
   }
 }
 
+/*
+** gp, runnable, is bound to a closed token (goro_token_close): it ends
+** here instead of running.  Whatever it waited on let go of it when it
+** was readied, so its sudogs are off every queue and nothing refers to
+** its stack or to what its local slot points to any more.  A stack with
+** frames on it is simply reused: nothing on it is ever unwound.
+*/
+static void discardg(M *mp, G *gp) {
+  for (sudog *s = gp->waiting, *next; s; s = next) {
+    next = s->waitlink;
+    s->waitlink = NULL;
+    goro_release_sudog(s);
+  }
+  gp->waiting = NULL;
+  gp->param = NULL;
+  goro_token_discard(gp->token, gp);
+  if (gp->ctx.sp != NULL)
+    goro_fiber_destroy(gp);   /* its TSan shadow stack holds those frames */
+  setgstatus(gp, G_RUNNABLE, G_RUNNING);
+  goexit(mp, gp);
+}
+
+/* The Gs bound to t waiting on channels: off the channels, and readied
+** (goro_token_close; t's owner is the caller, so they queue on t). */
+void goro_cancel_chan_waits(goro_token *t) {
+  G *won = NULL;
+  goro_mutex_lock(&sched.allglock);
+  for (G *gp = sched.allgs; gp; gp = gp->alllink) {
+    if (atomic_load(&gp->status) != G_WAITING || gp->token != t ||
+        gp->waiting == NULL)
+      continue;
+    if (goro_chan_cancel(gp)) {
+      gp->schedlink = won;
+      won = gp;
+    }
+  }
+  goro_mutex_unlock(&sched.allglock);
+  for (G *gp = won, *next; gp; gp = next) {
+    next = gp->schedlink;
+    gp->schedlink = NULL;
+    goro_goready(gp);
+  }
+}
+
 static void goexit(M *mp, G *gp) {
   setgstatus(gp, G_RUNNING, G_DEAD);
   gp->ctx.sp = NULL;
   gp->fn = NULL;
   gp->arg = NULL;
   gp->token = NULL;
+  if (gp->reftoken) {
+    goro_token_unref(gp->reftoken);
+    gp->reftoken = NULL;
+  }
   gp->local = NULL;
   atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
   gfput(mp->p, gp);
@@ -921,6 +976,10 @@ int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts) {
   gp->arg = arg;
   gp->token = opts ? opts->token : NULL;
   gp->local = opts ? opts->local : NULL;
+  if (gp->token) {
+    goro_token_ref(gp->token);
+    gp->reftoken = gp->token;
+  }
   /* sysmon may still read the goid of this G's previous life (it saw it
   ** running a moment ago): an atomic store, read atomically there. */
   RELAXED_STORE(gp->goid, atomic_fetch_add_explicit(&goidgen, 1, memory_order_relaxed) + 1);
@@ -1253,6 +1312,9 @@ void goro_shutdown(void) {
   goro_token_shutdown();
   for (G *gp = sched.allgs; gp; ) {
     G *next = gp->alllink;
+    if (gp->reftoken && goro_token_closed(gp->reftoken) &&
+        atomic_load(&gp->status) != G_DEAD)
+      goro_token_discard(gp->reftoken, gp);
     /* A G dropped while parked (or readied but not yet run) still holds
     ** the sudogs of its channel operation. */
     for (sudog *s = gp->waiting, *snext; s; s = snext) {
@@ -1276,6 +1338,7 @@ void goro_shutdown(void) {
   }
   free(sched.allp);
   sched.allp = NULL;
+  goro_token_shutdown_closed();
   goro_stack_release_all();
   goro_stack_signals_remove();
   pthread_cond_destroy(&waitcv);

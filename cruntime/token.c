@@ -47,6 +47,13 @@ struct goro_token {
   uint32_t sysmontick;         /* sysmon's last observation */
   int64_t sysmonwhen;
   goro_token *next, *prev;     /* every token, for sysmon */
+
+  /* goro_token_close: the token outlives its creator's close while Gs
+  ** spawned with it are alive (they reference it until discarded). */
+  _Atomic bool closed;
+  _Atomic int64_t refs;        /* the creator's, and one per bound G */
+  goro_discard_fn discard;     /* called with each discarded G's local */
+  void *discard_ud;
 };
 
 static goro_mutex tokenslock = GORO_MUTEX_INIT;
@@ -61,12 +68,21 @@ goro_token *goro_token_new(void) {
   goro_token *t = calloc(1, sizeof *t);
   if (t == NULL)
     return NULL;
+  atomic_init(&t->refs, 1);
   goro_mutex_lock(&tokenslock);
   t->next = tokens;
   if (tokens) tokens->prev = t;
   tokens = t;
   goro_mutex_unlock(&tokenslock);
   return t;
+}
+
+static void token_destroy(goro_token *t) {
+  goro_mutex_lock(&tokenslock);
+  if (t->prev) t->prev->next = t->next; else tokens = t->next;
+  if (t->next) t->next->prev = t->prev;
+  goro_mutex_unlock(&tokenslock);
+  free(t);
 }
 
 void goro_token_free(goro_token *t) {
@@ -76,11 +92,28 @@ void goro_token_free(goro_token *t) {
   if (t->head)
     goro_throw("goro_token_free: goroutines wait for the token");
   goro_mutex_unlock(&t->lock);
-  goro_mutex_lock(&tokenslock);
-  if (t->prev) t->prev->next = t->next; else tokens = t->next;
-  if (t->next) t->next->prev = t->prev;
-  goro_mutex_unlock(&tokenslock);
-  free(t);
+  token_destroy(t);
+}
+
+/* A G spawned bound to t holds a reference until it is gone. */
+void goro_token_ref(goro_token *t) {
+  atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+void goro_token_unref(goro_token *t) {
+  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+    token_destroy(t);
+}
+
+bool goro_token_closed(goro_token *t) {
+  return atomic_load_explicit(&t->closed, memory_order_acquire);
+}
+
+/* gp, bound to the closed token t, is being dropped without running
+** again: its embedder may free what its local slot points to. */
+void goro_token_discard(goro_token *t, G *gp) {
+  if (t->discard)
+    t->discard(gp->local, t->discard_ud);
 }
 
 /* A new owner: remember who, for sysmon. */
@@ -112,6 +145,11 @@ static bool claim_or_queue(goro_token *t, G *gp) {
     if (atomic_compare_exchange_weak(&t->owner, &w, w | TOKEN_WAITERS))
       break;
   }
+  /* Closed after our first look: goro_token_close sets `closed` under
+  ** t->lock, so nothing is queued on a closed token.  The caller sees
+  ** `closed` (execute discards gp), so the WAITERS bit is harmless. */
+  if (atomic_load_explicit(&t->closed, memory_order_relaxed))
+    return false;
   gp->schedlink = NULL;
   if (t->tail) t->tail->schedlink = gp; else t->head = gp;
   t->tail = gp;
@@ -129,17 +167,22 @@ static bool claim_fast(goro_token *t, G *gp) {
   return owner_of(w) == gp;
 }
 
-bool goro_token_claim(G *gp) {
+int goro_token_claim(G *gp) {
   goro_token *t = gp->token;
+  if (goro_token_closed(t))
+    return TOKEN_CLOSED;   /* execute discards gp: see goro_token_close */
   if (claim_fast(t, gp))
-    return true;
+    return TOKEN_OWNED;
   goro_mutex_lock(&t->lock);
   bool owned = claim_or_queue(t, gp);
+  bool closed = !owned && atomic_load_explicit(&t->closed, memory_order_relaxed);
   goro_mutex_unlock(&t->lock);
+  if (closed)
+    return TOKEN_CLOSED;
   /* A foreign owner must be watched even when every P goes idle. */
   if (!owned && atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
     goro_sysmon_wake();
-  return owned;
+  return owned ? TOKEN_OWNED : TOKEN_QUEUED;
 }
 
 /*
@@ -192,7 +235,7 @@ static void release(goro_token *t, G *gp, P *pp) {
 bool goro_token_defer(G *gp, P *pp) {
   goro_token *t = gp->token;
   G *me = goro_getg_if_any();   /* on g0, or the poller's thread: nobody */
-  if (me == NULL ||
+  if (me == NULL || goro_token_closed(t) ||
       owner_of(atomic_load_explicit(&t->owner, memory_order_relaxed)) != me)
     return false;
   if (pp) {
@@ -201,7 +244,10 @@ bool goro_token_defer(G *gp, P *pp) {
   }
   goro_mutex_lock(&t->lock);
   bool owned = claim_or_queue(t, gp);
+  bool closed = atomic_load_explicit(&t->closed, memory_order_relaxed);
   goro_mutex_unlock(&t->lock);
+  if (closed)
+    return false;   /* closed meanwhile (by its owner?): the usual way */
   if (owned)
     goro_throw("goro_token_defer: the token changed hands under its owner");
   if (atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
@@ -280,6 +326,77 @@ void goro_token_shutdown(void) {
       owner = NULL;
     atomic_store(&t->owner, (uintptr_t)owner | (keep ? TOKEN_WAITERS : 0));
     goro_mutex_unlock(&t->lock);
+  }
+  goro_mutex_unlock(&tokenslock);
+}
+
+/*
+** Close t, which the caller (a foreign thread) owns: end every goroutine
+** spawned bound to it.  Owning t, the caller knows that none of them runs
+** and that any readied meanwhile queues on t.  First the ones parked on
+** channels are taken off the channels' queues and readied; then t is
+** marked closed and its queue emptied onto the global run queue.  From
+** then on any G bound to t that is picked to run is discarded instead
+** (execute: discardg), and `discard` is told of it: a G waiting on a timer
+** or an fd ends when that wait does, one waiting on nothing never.  The
+** token itself is freed with the last of them.
+*/
+void goro_token_close(goro_token *t, goro_discard_fn discard, void *ud) {
+  G *me = goro_getg();
+  if (!me->foreign || owner_of(atomic_load(&t->owner)) != me)
+    goro_throw("goro_token_close: the caller must be a foreign owner");
+  t->discard = discard;
+  t->discard_ud = ud;
+  goro_cancel_chan_waits(t);
+
+  goro_mutex_lock(&t->lock);
+  atomic_store_explicit(&t->closed, true, memory_order_release);
+  G *keep = NULL, **link = &keep, *last = NULL, *drop = NULL;
+  for (G *gp = t->head, *next; gp; gp = next) {
+    next = gp->schedlink;
+    if (gp->foreign) {
+      *link = gp;
+      link = &gp->schedlink;
+      last = gp;
+    } else {
+      atomic_fetch_sub(&nqueued, 1);
+      gp->schedlink = drop;
+      drop = gp;
+    }
+  }
+  *link = NULL;
+  t->head = keep;
+  t->tail = last;
+  atomic_store(&t->owner, (uintptr_t)me | (keep ? TOKEN_WAITERS : 0));
+  goro_mutex_unlock(&t->lock);
+  release(t, me, NULL);
+
+  /* To the run queues, where execute discards them. */
+  for (G *gp = drop, *next; gp; gp = next) {
+    next = gp->schedlink;
+    gp->schedlink = NULL;
+    if (atomic_load(&gp->status) == G_WAITING) {
+      goro_goready(gp);   /* parked in goro_token_acquire */
+    } else {
+      goro_mutex_lock(&sched.lock);
+      globrunqput(gp);
+      goro_mutex_unlock(&sched.lock);
+      wakep();
+    }
+  }
+  goro_token_unref(t);
+}
+
+/* Shutdown, once every G is freed: closed tokens have nobody left. */
+void goro_token_shutdown_closed(void) {
+  goro_mutex_lock(&tokenslock);
+  for (goro_token *t = tokens, *next; t; t = next) {
+    next = t->next;
+    if (!atomic_load(&t->closed))
+      continue;
+    if (t->prev) t->prev->next = t->next; else tokens = t->next;
+    if (t->next) t->next->prev = t->prev;
+    free(t);
   }
   goro_mutex_unlock(&tokenslock);
 }

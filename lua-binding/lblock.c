@@ -35,16 +35,6 @@ static int run_blocking(LG *lg) {
       return goro_sleep(lg->ns);
     case OP_FDWAIT:
       return goro_fd_wait(lg->fd, lg->events, lg->deadline);
-    case OP_WAITALL: {
-      /* A goroutine waits with its thread, like a syscall: leave the token
-      ** to the others meanwhile.  (The main thread has left it already.) */
-      goro_token *t = lg->U->token;
-      bool owned = goro_token_owned(t);
-      if (owned) goro_token_release(t);
-      goro_wait(-1);
-      if (owned) goro_token_acquire(t);
-      return GORO_OK;
-    }
     default:
       return GORO_EINVAL;
   }
@@ -168,9 +158,6 @@ void lgoro_run_op_k(LG *lg) {
     case OP_FDWAIT:
       lg->rc = goro_fd_wait_k(lg->fd, lg->events, lg->deadline, &lg->pop, k, lg);
       break;
-    case OP_WAITALL:
-      lg->rc = run_blocking(lg);
-      break;
     case OP_YIELD:
     default:
       /* go.yield, a preemption (no continuation then), or a yield some
@@ -211,9 +198,14 @@ bool lgoro_finish_op_k(LG *lg) {
 ** =======================================================
 */
 
-static Universe *volatile sigU;
+/* The handler is the process's, installed while any universe is open;
+** the main LG of the universe opened on this thread, if any, is the
+** thread's own (initial-exec TLS: safe to read in a signal handler). */
+static pthread_mutex_t urg_lock = PTHREAD_MUTEX_INITIALIZER;
+static int urg_users;
 static struct sigaction oldurg;
 static bool urg_installed;
+static __thread LG *host_lg;
 
 /*
 ** The count hook: first thing the interrupted Lua thread runs.  It puts
@@ -248,20 +240,15 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
 ** running, if it is ours and was asked to stop.  Only async-signal-safe
 ** work: lua_sethook is made for this (lua.c's Ctrl-C does the same). */
 static void arm(void) {
-  Universe *U = sigU;
-  if (U == NULL || U->closing)
-    return;
   LG *lg;
   if (goro_id() != 0) {
     if (!goro_preempt_requested())
       return;
     lg = goro_getlocal();
-  } else if (pthread_equal(pthread_self(), U->mainthread)) {
-    lg = &U->main;
   } else {
-    return;
+    lg = host_lg;
   }
-  if (lg == NULL || lg->U != U || lg->running == NULL)
+  if (lg == NULL || lg->U->closing || lg->running == NULL)
     return;
   lua_State *L = lg->running;
   lua_Hook h = lua_gethook(L);
@@ -294,8 +281,9 @@ static void on_preempt(pthread_t thread, int64_t goid, void *ud) {
 }
 
 void lgoro_preempt_install(Universe *U) {
-  sigU = U;
-  if (!urg_installed) {
+  host_lg = &U->main;
+  pthread_mutex_lock(&urg_lock);
+  if (urg_users++ == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_sigurg;
@@ -305,15 +293,21 @@ void lgoro_preempt_install(Universe *U) {
       urg_installed = true;
   }
   goro_set_preempt_hook(on_preempt, NULL);
+  pthread_mutex_unlock(&urg_lock);
 }
 
-void lgoro_preempt_remove(void) {
-  goro_set_preempt_hook(NULL, NULL);
-  if (urg_installed) {
-    sigaction(SIGURG, &oldurg, NULL);
-    urg_installed = false;
+void lgoro_preempt_remove(Universe *U) {
+  if (host_lg == &U->main)
+    host_lg = NULL;
+  pthread_mutex_lock(&urg_lock);
+  if (--urg_users == 0) {
+    goro_set_preempt_hook(NULL, NULL);
+    if (urg_installed) {
+      sigaction(SIGURG, &oldurg, NULL);
+      urg_installed = false;
+    }
   }
-  sigU = NULL;
+  pthread_mutex_unlock(&urg_lock);
 }
 
 /* }====================================================== */

@@ -12,12 +12,17 @@
 
 #define UNIVERSE_KEY "goro.universe"
 
+static void waitall_check(Universe *U);
+static void free_if_unwaited(goro_chan *c);
+
 Universe *lgoro_universe(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
 /* The goroutine (or the main thread) running this Lua code. */
 LG *lgoro_current(lua_State *L) {
+  if (lgoro_universe(L)->closing)
+    luaL_error(L, "goro: the Lua state is closing");
   LG *lg = goro_getlocal();
   if (lg == NULL || lg->U != lgoro_universe(L))
     luaL_error(L, "goro: called from a thread that is not the Lua state's "
@@ -28,9 +33,21 @@ LG *lgoro_current(lua_State *L) {
 
 /*
 ** {======================================================
-** The runtime's life: started on first need, stopped by lua_close
+** The runtime's life: shared by every Lua state of the process
 ** =======================================================
 */
+
+/*
+** The runtime is the process's: several Lua states may use it at once
+** (a C host running one per thread), and a C host may have started it
+** itself.  A universe joins it on first need and leaves it when its state
+** closes; closing ends that universe's goroutines only (its token is
+** closed, see universe_gc).  The last universe to leave stops the
+** runtime, unless the binding did not start it.
+*/
+static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
+static int runtime_users;     /* universes that joined it */
+static bool runtime_ours;     /* started by the binding, not by a C host */
 
 /* Go's fatal "all goroutines are asleep": nothing can run ever again. */
 static void on_deadlock(void *ud) {
@@ -42,16 +59,54 @@ static void on_deadlock(void *ud) {
 }
 
 void lgoro_ensure_runtime(lua_State *L, Universe *U) {
-  if (goro_running())
+  if (U->closing)
+    luaL_error(L, "goro: the Lua state is closing");
+  if (U->joined && goro_running())
     return;
-  int rc = goro_init(U->nprocs);
-  if (rc != GORO_OK && rc != GORO_ESTATE)
+  pthread_mutex_lock(&runtime_lock);
+  int rc = GORO_OK;
+  if (!goro_running()) {
+    rc = goro_init(U->nprocs);
+    if (rc == GORO_OK)
+      runtime_ours = true;
+    else if (rc == GORO_ESTATE)
+      rc = GORO_OK;   /* a C host started it meanwhile */
+  }
+  if (rc == GORO_OK) {
+    if (!U->joined) {
+      U->joined = true;
+      runtime_users++;
+    }
+    goro_set_deadlock_handler(on_deadlock, NULL);
+  }
+  pthread_mutex_unlock(&runtime_lock);
+  if (rc != GORO_OK)
     luaL_error(L, "goro: cannot start the runtime: %s", goro_strerror(rc));
-  goro_set_deadlock_handler(on_deadlock, U);
+}
+
+/* U's state closes: the last universe out stops the runtime it started. */
+static void runtime_leave(Universe *U) {
+  pthread_mutex_lock(&runtime_lock);
+  U->joined = false;
+  if (--runtime_users == 0 && runtime_ours) {
+    goro_set_deadlock_handler(NULL, NULL);
+    goro_shutdown();
+    runtime_ours = false;
+  }
+  pthread_mutex_unlock(&runtime_lock);
+}
+
+/* Can go.gomaxprocs restart the runtime?  Only if U is its only user
+** and the binding started it. */
+static bool runtime_restartable(Universe *U) {
+  pthread_mutex_lock(&runtime_lock);
+  bool yes = runtime_ours && runtime_users == (U->joined ? 1 : 0);
+  pthread_mutex_unlock(&runtime_lock);
+  return yes;
 }
 
 /* A channel collected while goroutines still wait on it: only possible
-** when lua_close finalises everything.  Freed after the runtime stops. */
+** when lua_close finalises everything.  Freed when the universe closes. */
 void lgoro_orphan(Universe *U, goro_chan *c) {
   if (U->norphans == U->maxorphans) {
     int n = U->maxorphans ? 2 * U->maxorphans : 16;
@@ -64,40 +119,72 @@ void lgoro_orphan(Universe *U, goro_chan *c) {
   U->orphans[U->norphans++] = c;
 }
 
+static void lg_free(LG *lg) {
+  free(lg->sel.cases);
+  free(lg);
+}
+
+/* goro_token_close's discard: a goroutine of a closed universe is gone.
+** Only its LG is left to free: its Lua thread went with the state. */
+static void discard_lg(void *local, void *ud) {
+  (void)ud;
+  if (local)
+    lg_free(local);
+}
+
+/* A channel the universe made, once its goroutines are gone: another
+** thread (a C task) may still wait on it, and then it is leaked. */
+static void free_if_unwaited(goro_chan *c) {
+  if (c && !goro_chan_waiting(c))
+    goro_chan_free(c);
+}
+
 /*
 ** __gc of the universe, the first object the module made, so the last
-** that lua_close finalises: every channel's __gc has run.  Stop the
-** runtime (goroutines still parked are dropped without running again),
-** then free what the Lua state does not own.
+** that lua_close finalises: every channel's __gc has run.  Close the
+** token: the universe's goroutines end where they stand (their Lua
+** threads go with the state), the other states' go on.  Then leave the
+** runtime, and free what the Lua state does not own.
 */
 static int universe_gc(lua_State *L) {
   Universe *U = lua_touserdata(L, 1);
+  if (U->closing)
+    return 0;
   U->closing = true;
   if (goro_id() != 0)
     return 0;   /* os.exit(n, true) in a goroutine: the process is ending */
-  lgoro_preempt_remove();
-  goro_set_deadlock_handler(NULL, NULL);
-  goro_shutdown();
-  for (LG *lg = U->all, *next; lg; lg = next) {
-    next = lg->next;
-    free(lg->sel.cases);
-    free(lg);
+  lgoro_preempt_remove(U);
+  if (U->joined && goro_running() && goro_token_owned(U->token)) {
+    goro_token_close(U->token, discard_lg, NULL);
+    U->all = NULL;   /* each LG is the discard's to free */
+  } else {
+    /* The runtime never ran, or was stopped under us: no goroutine is
+    ** left to run. */
+    for (LG *lg = U->all, *next; lg; lg = next) {
+      next = lg->next;
+      lg_free(lg);
+    }
+    U->all = NULL;
+    goro_token_free(U->token);
   }
-  U->all = NULL;
+  U->token = NULL;
   for (LG *lg = U->free, *next; lg; lg = next) {
     next = lg->next;
-    free(lg->sel.cases);
-    free(lg);
+    lg_free(lg);
   }
   U->free = NULL;
   for (int i = 0; i < U->norphans; i++)
-    free(U->orphans[i]);   /* no waiter can touch them now */
+    free_if_unwaited(U->orphans[i]);
   free(U->orphans);
+  U->orphans = NULL;
+  lgoro_waitall_free(U);
+  free_if_unwaited(U->never);
+  U->never = NULL;
   free(U->main.sel.cases);
-  free(U->never);   /* not goro_chan_free: its waiters are gone */
+  U->main.sel.cases = NULL;
+  if (U->joined)
+    runtime_leave(U);
   goro_setlocal(NULL);
-  goro_token_release(U->token);
-  goro_token_free(U->token);
   return 0;
 }
 
@@ -250,8 +337,7 @@ static void lg_put(Universe *U, LG *lg) {
     return;
   }
   luaL_unref(lg->L, LUA_REGISTRYINDEX, lg->ref);
-  free(lg->sel.cases);
-  free(lg);
+  lg_free(lg);
 }
 
 void lgoro_goroutine_ended(LG *lg) {
@@ -263,6 +349,8 @@ void lgoro_goroutine_ended(LG *lg) {
   if (lg->next) lg->next->prev = lg->prev;
   lg->prev = NULL;
   lg_put(U, lg);
+  U->nlive--;
+  waitall_check(U);
 }
 
 /* An LG with a Lua thread for a new goroutine, on top of L's stack. */
@@ -327,6 +415,7 @@ static int l_spawn(lua_State *L) {
   }
   /* It cannot run before we give up the token: safe to finish it now. */
   lg->id = id;
+  U->nlive++;
   lg->next = U->all;
   if (U->all) U->all->prev = lg;
   U->all = lg;
@@ -367,8 +456,10 @@ static int l_yield(lua_State *L) {
   return lgoro_block(L, lg, OP_YIELD, noresults);
 }
 
+/* The goroutines of this Lua state: another state's, or a C host's C
+** tasks, are none of its business (and go.wait does not wait for them). */
 static int l_numgoroutine(lua_State *L) {
-  lua_pushinteger(L, goro_running() ? (lua_Integer)goro_numgoroutine() : 0);
+  lua_pushinteger(L, lgoro_universe(L)->nlive);
   return 1;
 }
 
@@ -388,16 +479,23 @@ static int default_procs(void) {
 */
 static int l_gomaxprocs(lua_State *L) {
   Universe *U = lgoro_universe(L);
+  if (U->closing)
+    return luaL_error(L, "goro: the Lua state is closing");
   int prev = goro_running() ? goro_gomaxprocs() : (U->nprocs ? U->nprocs : default_procs());
   if (!lua_isnoneornil(L, 1)) {
     lua_Integer n = luaL_checkinteger(L, 1);
     luaL_argcheck(L, n >= 1 && n <= 1024, 1, "must be between 1 and 1024");
     if (goro_running() && n != prev) {
-      if (goro_numgoroutine() > 0)
+      if (U->nlive > 0)
         return luaL_error(L, "gomaxprocs: cannot change the number of Ps "
                              "while goroutines are alive");
       if (goro_getlocal() != &U->main)
         return luaL_error(L, "gomaxprocs: only the main thread can change it");
+      if (!runtime_restartable(U))
+        return luaL_error(L, "gomaxprocs: cannot change the number of Ps "
+                             "while another Lua state or the host uses the runtime");
+      /* The last goroutine to end woke go.wait just before its G exits. */
+      goro_wait(-1);
       goro_shutdown();
     }
     U->nprocs = (int)n;
@@ -406,11 +504,90 @@ static int l_gomaxprocs(lua_State *L) {
   return 1;
 }
 
+/*
+** go.wait(): park until every other goroutine of this Lua state has ended
+** or is itself in go.wait (Go has no such call; it is a WaitGroup over all
+** of them).  Waiters receive from a channel of the universe that is closed
+** when that holds, so they block the way a receive does on every path and
+** count as blocked for the deadlock check; each round of waiters has its
+** own channel (a WaitAll), freed by the last waiter to wake.  Everything
+** here runs with the universe's token held.
+*/
+struct WaitAll {
+  goro_chan *c;
+  int refs;                 /* waiters that have not woken yet */
+  WaitAll *next;            /* the universe's rounds not yet freed */
+};
+
+/* Wake every waiter if nothing else is left to wait for. */
+static void waitall_check(Universe *U) {
+  WaitAll *w = U->waitall;
+  if (w == NULL || U->nlive != U->nwaitall)
+    return;
+  U->waitall = NULL;
+  U->nwaitall = 0;
+  goro_chan_close(w->c);
+}
+
+static void waitall_unref(Universe *U, WaitAll *w) {
+  if (--w->refs > 0 || w == U->waitall)
+    return;
+  WaitAll **p = &U->waitrounds;
+  while (*p != w)
+    p = &(*p)->next;
+  *p = w->next;
+  goro_chan_free(w->c);
+  free(w);
+}
+
+void lgoro_waitall_free(Universe *U) {
+  for (WaitAll *w = U->waitrounds, *next; w; w = next) {
+    next = w->next;
+    free_if_unwaited(w->c);
+    free(w);
+  }
+  U->waitrounds = NULL;
+  U->waitall = NULL;
+}
+
+static int wait_results(lua_State *L, LG *lg, int rc) {
+  (void)L; (void)rc;
+  WaitAll *w = lg->waitall;
+  lg->waitall = NULL;
+  waitall_unref(lg->U, w);
+  return 0;
+}
+
 static int l_wait(lua_State *L) {
   LG *lg = lgoro_current(L);
+  Universe *U = lg->U;
   if (!goro_running())
     return 0;
-  return lgoro_block(L, lg, OP_WAITALL, noresults);
+  bool goroutine = lg != &U->main;
+  if (U->nlive - U->nwaitall - (goroutine ? 1 : 0) == 0) {
+    /* Everybody else waits already: this was what they waited for. */
+    if (U->waitall) {
+      U->nwaitall += goroutine;
+      waitall_check(U);
+    }
+    return 0;
+  }
+  WaitAll *w = U->waitall;
+  if (w == NULL) {
+    w = calloc(1, sizeof *w);
+    if (w == NULL || (w->c = goro_chan_new(sizeof(lvalue), 0)) == NULL) {
+      free(w);
+      return luaL_error(L, "goro: out of memory");
+    }
+    w->next = U->waitrounds;
+    U->waitrounds = w;
+    U->waitall = w;
+  }
+  w->refs++;
+  U->nwaitall += goroutine;
+  lg->waitall = w;
+  lg->c = w->c;
+  return lgoro_block(L, lg, OP_RECV, wait_results);
 }
 
 static int l_onerror(lua_State *L) {

@@ -57,11 +57,11 @@ enum {
 
 typedef struct Universe Universe;
 typedef struct LG LG;
+typedef struct WaitAll WaitAll;
 
 /* The pending blocking operation of a goroutine or the main thread. */
 enum {
-  OP_NONE, OP_YIELD, OP_SEND, OP_RECV, OP_SELECT, OP_WAITALL,
-  OP_SLEEP, OP_FDWAIT
+  OP_NONE, OP_YIELD, OP_SEND, OP_RECV, OP_SELECT, OP_SLEEP, OP_FDWAIT
 };
 
 /* Push the results of a finished operation (or raise its error). */
@@ -101,6 +101,7 @@ struct LG {
   int events;
   int64_t deadline;
   size_t netdone;           /* bytes written so far (conn:write) */
+  WaitAll *waitall;         /* go.wait: the round it waits in */
   union {                   /* one operation at a time */
     goro_chanop cop;
     goro_pollop pop;
@@ -128,6 +129,11 @@ struct Universe {
   goro_chan **orphans;      /* channels collected while waited on */
   int norphans, maxorphans;
   goro_chan *never;         /* received from by select{} : never sent to */
+  int nlive;                /* goroutines spawned and not ended */
+  int nwaitall;             /* of them, those waiting in go.wait */
+  WaitAll *waitall;         /* the round go.wait callers wait in now */
+  WaitAll *waitrounds;      /* every round not freed yet */
+  bool joined;              /* counted among the runtime's users */
   bool closing;
 };
 
@@ -136,6 +142,7 @@ Universe *lgoro_universe(lua_State *L);   /* the upvalue of every function */
 LG *lgoro_current(lua_State *L);
 void lgoro_ensure_runtime(lua_State *L, Universe *U);
 void lgoro_orphan(Universe *U, goro_chan *c);
+void lgoro_waitall_free(Universe *U);
 
 /* lblock.c */
 int lgoro_block(lua_State *L, LG *lg, int op, lg_results results);
@@ -145,7 +152,7 @@ void lgoro_without_token(lua_State *L, LG *lg, void (*fn)(void *), void *arg);
 void lgoro_run_op_k(LG *lg);              /* lg_run: after a yield */
 bool lgoro_finish_op_k(LG *lg);           /* lg_run: after a restart */
 void lgoro_preempt_install(Universe *U);
-void lgoro_preempt_remove(void);
+void lgoro_preempt_remove(Universe *U);
 void lgoro_open_coroutine(lua_State *L, Universe *U);
 void lgoro_goroutine_ended(LG *lg);
 
