@@ -99,6 +99,12 @@ int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts);
 void *goro_getlocal(void);
 void goro_setlocal(void *p);
 
+/* A foreign thread that is done with the runtime (it holds no token and
+** waits on nothing) stops counting as one that could wake goroutines, so
+** that the deadlock check can see the others without it.  Using the
+** runtime again counts it in again.  Its local slot is forgotten. */
+void goro_forget_thread(void);
+
 /* True when sysmon has asked the calling goroutine to yield.  Safe in a
 ** signal handler. */
 bool goro_preempt_requested(void);

@@ -567,6 +567,7 @@ static void discardg(M *mp, G *gp) {
   }
   gp->waiting = NULL;
   gp->param = NULL;
+  atomic_store(&gp->selectdone, 0);   /* a select's winner was never told */
   goro_token_discard(gp->token, gp);
   if (gp->ctx.sp != NULL)
     goro_fiber_destroy(gp);   /* its TSan shadow stack holds those frames */
@@ -580,8 +581,14 @@ void goro_cancel_chan_waits(goro_token *t) {
   G *won = NULL;
   goro_mutex_lock(&sched.allglock);
   for (G *gp = sched.allgs; gp; gp = gp->alllink) {
-    if (atomic_load(&gp->status) != G_WAITING || gp->token != t ||
-        gp->waiting == NULL)
+    uint32_t status = atomic_load(&gp->status);
+    if (status == G_RUNNING && gp->token == t) {
+      /* Not running: t is the caller's.  Its M released t for it and is
+      ** about to record why (execute, after the switch): wait for that. */
+      while ((status = atomic_load(&gp->status)) == G_RUNNING)
+        goro_cpu_relax();
+    }
+    if (status != G_WAITING || gp->token != t || gp->waiting == NULL)
       continue;
     if (goro_chan_cancel(gp)) {
       gp->schedlink = won;
@@ -817,6 +824,15 @@ static G *waiter(void) {
 G *goro_getg_if_any(void) {
   M *mp = goro_getm();
   return mp ? mp->curg : tls_waiter;
+}
+
+void goro_forget_thread(void) {
+  G *gp = tls_waiter;
+  if (gp == NULL || goro_getm() != NULL)
+    return;
+  tls_waiter = NULL;
+  pthread_setspecific(waiter_key, NULL);
+  free_waiter(gp);
 }
 
 G *goro_getg(void) {

@@ -182,9 +182,10 @@ static int universe_gc(lua_State *L) {
   U->never = NULL;
   free(U->main.sel.cases);
   U->main.sel.cases = NULL;
+  goro_setlocal(NULL);
+  goro_forget_thread();
   if (U->joined)
     runtime_leave(U);
-  goro_setlocal(NULL);
   return 0;
 }
 

@@ -28,6 +28,8 @@ $(LUA_MOD): $(LB_OBJ) $(RT_OBJ)
 lua: $(LUA_MOD)
 
 LUA_PRELOAD_asan = LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1 GORO_TEST_SLOW=4
+LHOST_ENV_asan = env GORO_TEST_SLOW=4 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+LHOST_ENV_tsan = env GORO_TEST_SLOW=10 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
 LUA_PRELOAD_tsan = LD_PRELOAD=$$($(CC) -print-file-name=libtsan.so) TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 GORO_TEST_SLOW=10
 BUSTED_TIMEOUT ?= 900
 
@@ -38,6 +40,20 @@ BUSTED         := busted --lua=lua5.4
 BUSTED_tsan    := lua5.4 $(shell command -v busted)
 BUSTED_V       := $(or $(BUSTED_$(V)),$(BUSTED))
 
-test-lua: lua
+test-lua: lua test-lua-hosts
 	env $(LUA_PRELOAD_$(V)) LUA_CPATH="$(B)/?.so;;" GORO_TEST_BUILD=$(B) \
 	  timeout -k 10 $(BUSTED_TIMEOUT) $(BUSTED_V) -o utfTerminal spec/
+
+# C hosts of the Lua module (spec/c/lua_*.c): Lua states made by C, with
+# goro from the module's objects in package.preload; run by test-lua.
+LUA_LIBS   ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+LHOST_SRC  := $(wildcard spec/c/lua_*.c)
+LHOST_BIN  := $(LHOST_SRC:spec/c/%.c=$(B)/%)
+
+$(B)/lua_%: spec/c/lua_%.c $(LB_OBJ) $(RT_OBJ) $(CTEST_HDR)
+	$(CC) $(CFLAGS_V) -Icruntime -Ispec/c $(LUA_INC) $< $(LB_OBJ) $(RT_OBJ) \
+	  -lcmocka $(LUA_LIBS) $(UV_LIBS) -lm $(LDFLAGS_V) -o $@
+
+.PHONY: test-lua-hosts
+test-lua-hosts: $(LHOST_BIN)
+	@set -e; for t in $(LHOST_BIN); do echo "== $$t"; $(LHOST_ENV_$(V)) $$t; done

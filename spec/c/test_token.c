@@ -529,6 +529,102 @@ static void test_no_false_deadlock(void **state) {
 
 /* }====================================================== */
 
+/*
+** {======================================================
+** goro_token_close: a token's goroutines end where they stand
+** =======================================================
+*/
+
+typedef struct closing {
+  goro_chan *mine;            /* only the token's receivers wait on it */
+  goro_chan *mine_s;          /* only the token's senders wait on it */
+  goro_chan *shared;          /* a select of theirs waits on it too */
+  _Atomic int started;
+  _Atomic int discarded;
+  _Atomic int ranon;          /* a goroutine went on after the close */
+} closing;
+
+static void cl_recv(void *arg) {
+  closing *cl = arg;
+  atomic_fetch_add(&cl->started, 1);
+  goro_chan_recv(cl->mine, NULL, NULL);
+  atomic_fetch_add(&cl->ranon, 1);
+}
+
+static void cl_send(void *arg) {
+  closing *cl = arg;
+  atomic_fetch_add(&cl->started, 1);
+  goro_chan_send(cl->mine_s, NULL);
+  atomic_fetch_add(&cl->ranon, 1);
+}
+
+static void cl_select(void *arg) {
+  closing *cl = arg;
+  atomic_fetch_add(&cl->started, 1);
+  goro_select_case cases[] = {
+    { cl->mine, GORO_SELECT_RECV, NULL, false },
+    { cl->shared, GORO_SELECT_RECV, NULL, false },
+    { cl->mine_s, GORO_SELECT_SEND, NULL, false },
+  };
+  int chosen;
+  goro_select(cases, 3, true, &chosen);
+  atomic_fetch_add(&cl->ranon, 1);
+}
+
+static void cl_spin(void *arg) {
+  closing *cl = arg;
+  atomic_fetch_add(&cl->started, 1);
+  for (;;)
+    goro_yield();
+}
+
+static void cl_discard(void *local, void *ud) {
+  closing *cl = ud;
+  assert_ptr_equal(local, cl);
+  atomic_fetch_add(&cl->discarded, 1);
+}
+
+static void cl_send_shared(void *arg) {
+  goro_chan_send(((closing *)arg)->shared, NULL);
+}
+
+static void test_token_close(void **state) {
+  watchdog(__func__, 60);
+  static goro_fn kinds[] = { cl_recv, cl_send, cl_select, cl_spin };
+  enum { EACH = 50, N = 4 * EACH };
+  for (int round = 0; round < 20; round++) {
+    closing cl = { goro_chan_new(0, 0), goro_chan_new(0, 0), goro_chan_new(0, 0), 0, 0, 0 };
+    goro_token *t = goro_token_new();
+    goro_spawn_opts opts = { t, &cl };
+    for (int i = 0; i < N; i++)
+      assert_true(goro_spawn_ex(kinds[i % 4], &cl, &opts) > 0);
+    /* Some have parked, some not even started: any mix must do.  Owning
+    ** t, this thread knows that none of them runs. */
+    while (atomic_load(&cl.started) < N / 2 + trand(N / 2))
+      usleep(100);
+    goro_token_acquire(t);
+    goro_token_close(t, cl_discard, &cl);
+    while (atomic_load(&cl.discarded) < N)
+      usleep(100);
+    assert_int_equal(goro_wait(-1), GORO_OK);
+    assert_int_equal(atomic_load(&cl.ranon), 0);
+    assert_int_equal(goro_numgoroutine(), 0);
+    /* The selects' sudogs left `shared` too: a sender meets this
+    ** receiver, not a stale waiter. */
+    assert_false(goro_chan_waiting(cl.shared));
+    goro_spawn(cl_send_shared, &cl);
+    assert_int_equal(goro_chan_recv(cl.shared, NULL, NULL), GORO_OK);
+    assert_int_equal(goro_wait(-1), GORO_OK);
+    assert_false(goro_chan_waiting(cl.mine));
+    assert_false(goro_chan_waiting(cl.mine_s));
+    goro_chan_free(cl.mine);
+    goro_chan_free(cl.mine_s);
+    goro_chan_free(cl.shared);
+  }
+}
+
+/* }====================================================== */
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     ON(1, test_token_excludes_1p),
@@ -542,6 +638,8 @@ int main(void) {
     ON(2, test_park_k_keeps_no_stack),
     ON(1, test_select_k),
     ON(2, test_select_k),
+    ON(1, test_token_close),
+    ON(2, test_token_close),
     cmocka_unit_test(test_deadlock_detected),
     cmocka_unit_test(test_no_false_deadlock),
   };
