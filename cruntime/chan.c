@@ -244,6 +244,11 @@ bool goro_chan_cancel(G *gp) {
   return won;
 }
 
+bool goro_chan_cancel_park(G *gp, void *unused) {
+  (void)unused;
+  return goro_chan_cancel(gp);
+}
+
 /* }====================================================== */
 
 
@@ -386,13 +391,25 @@ typedef struct parkk {
   void *karg;
 } parkk;
 
-static bool chanpark(goro_chan *c, waitq *q, void *ep, const char *reason,
-                     const parkk *pk) {
+/* Park on q of c.  CHAN_WOKEN by a partner, CHAN_CLOSED by close, or
+** CHAN_INTERRUPTED (a foreign thread, goro_interrupt): off the queue then,
+** nothing done. */
+enum { CHAN_CLOSED, CHAN_WOKEN, CHAN_INTERRUPTED };
+
+static int chanpark(goro_chan *c, waitq *q, void *ep, const char *reason,
+                    const parkk *pk) {
   chanwait(c, q, ep);
   if (pk)
     goro_park_k(chanparkcommit, &c->lock, reason, pk->k, pk->karg);
-  goro_gopark(chanparkcommit, &c->lock, reason);
-  return chanwoken(reason);
+  if (goro_gopark_cancelable(chanparkcommit, &c->lock, reason,
+                             goro_chan_cancel_park, NULL)) {
+    G *gp = goro_getg();
+    sudog *mysg = gp->waiting;
+    gp->waiting = NULL;
+    goro_release_sudog(mysg);
+    return CHAN_INTERRUPTED;
+  }
+  return chanwoken(reason) ? CHAN_WOKEN : CHAN_CLOSED;
 }
 
 /*
@@ -435,9 +452,11 @@ static int chansend(goro_chan *c, const void *ep, bool block, const parkk *pk) {
   ** being in the caller's frame (or, with pk, wherever the caller put it). */
   if (pk)
     pk->op->kind = OP_SEND_KIND;
-  if (!chanpark(c, &c->sendq, (void *)ep, "chan send", pk))
-    return GORO_ECLOSED;   /* closed while we waited (Go panics here) */
-  return GORO_OK;
+  switch (chanpark(c, &c->sendq, (void *)ep, "chan send", pk)) {
+    case CHAN_CLOSED: return GORO_ECLOSED;   /* closed while we waited (Go panics) */
+    case CHAN_INTERRUPTED: return GORO_EINTR;
+    default: return GORO_OK;
+  }
 }
 
 /*
@@ -486,7 +505,11 @@ static int chanrecv(goro_chan *c, void *ep, bool *ok, bool block,
     pk->op->kind = OP_RECV_KIND;
     pk->op->ok = ok;
   }
-  received = chanpark(c, &c->recvq, ep, "chan receive", pk);
+  switch (chanpark(c, &c->recvq, ep, "chan receive", pk)) {
+    case CHAN_INTERRUPTED: return GORO_EINTR;
+    case CHAN_WOKEN: received = true; break;
+    default: received = false; break;
+  }
 
 done:
   if (ok)

@@ -32,6 +32,7 @@ extern "C" {
 #define GORO_EINVAL     (-5)   /* bad argument */
 #define GORO_ESTATE     (-6)   /* runtime not initialised, or shutting down */
 #define GORO_EDEADLK    (-7)   /* the wait could never end */
+#define GORO_EINTR      (-8)   /* a foreign thread's wait was interrupted */
 
 const char *goro_strerror(int code);
 
@@ -151,6 +152,16 @@ typedef struct goro_g goro_g;
 
 /* The caller's goroutine; on a foreign thread, that thread's waiter. */
 goro_g *goro_self(void);
+
+/*
+** Make the foreign thread whose goro_self() is `g` stop waiting, if it is
+** blocked in a channel operation, a select, a sleep or an fd wait: that
+** call returns GORO_EINTR, having done nothing.  If the operation was
+** completing already it completes, and the interrupt may instead end the
+** thread's next such wait.  Async-signal-safe (for a SIGINT handler).
+** Goroutines are not interrupted.
+*/
+void goro_interrupt(goro_g *g);
 
 /*
 ** Called once the parking goroutine's state is saved, on the scheduler's
@@ -304,6 +315,8 @@ typedef struct goro_pollop {
   goro_g *g;
   struct goro_pollop *next;    /* the poller's request queue */
   void *timer;                 /* the poller's timer handle */
+  struct goro_pollop *target;  /* a cancel request's wait */
+  int cancel;                  /* the poller's (atomic): a foreign waiter's interrupt */
 } goro_pollop;
 
 /* Park the caller (a goroutine, or a foreign thread) for at least `ns`. */

@@ -89,6 +89,7 @@ struct goro_g {
   /* foreign waiter: parks on this instead of a run queue */
   goro_sema sema;
   pthread_t thread;
+  _Atomic bool interrupt;     /* goro_interrupt: stop waiting if you can */
 
   /* channels and select (chan.c, select.c) */
   void *param;                /* set by the waker before goro_ready */
@@ -239,6 +240,15 @@ void goro_cancel_chan_waits(goro_token *t);
 /* chan.c: take gp off every channel queue it waits on; false if a waker
 ** has it already (and will ready it) */
 bool goro_chan_cancel(G *gp);
+bool goro_chan_cancel_park(G *gp, void *unused);   /* as a goro_cancelf */
+
+/* A park that goro_interrupt may end, on a foreign thread: `cancel` takes
+** the wait back (true) or finds that a waker has it (false).  Returns true
+** when interrupted: then nobody readied the caller.  On an M, a plain
+** park (false). */
+typedef bool (*goro_cancelf)(G *gp, void *arg);
+bool goro_gopark_cancelable(goro_unlockf unlockf, void *lock, const char *reason,
+                            goro_cancelf cancel, void *arg);
 void goro_token_switched_out(G *gp, P *pp);
 bool goro_token_defer(G *gp, P *pp);  /* made runnable by its token's owner */
 int goro_token_sysmon(int64_t now);   /* preempt foreign owners */

@@ -848,23 +848,69 @@ goro_g *goro_self(void) {
   return goro_getg();
 }
 
+/*
+** A foreign thread parks on its semaphore.  The semaphore is also posted
+** by goro_interrupt, so a wake-up is real only if a waker readied us
+** (status no longer G_WAITING).  On an interrupt, the park's `cancel`
+** (if any) tries to take the wait back from whatever holds it, under
+** that thing's own rules: if it wins, nobody will ready us and the park
+** ends interrupted; if it loses, the waker's post is on its way.  The
+** interrupt flag is cleared only when consumed, so one that comes just
+** before the park is not lost (it may end a later park early: callers
+** check why they were interrupted).
+*/
+static bool foreign_park(G *gp, goro_unlockf unlockf, void *lock,
+                         const char *reason, goro_cancelf cancel, void *arg) {
+  gp->waitreason = reason;
+  atomic_store(&gp->status, G_WAITING);
+  if (unlockf && !unlockf(gp, lock)) {
+    atomic_store(&gp->status, G_RUNNING);
+    return false;
+  }
+  /* Blocked, unless the waker already came (it counted us out). */
+  goro_mutex_lock(&sched.lock);
+  nforeignblocked++;
+  checkdead();
+  goro_mutex_unlock(&sched.lock);
+  bool interrupted = false;
+  for (;;) {
+    goro_sema_wait(&gp->sema);
+    if (atomic_load(&gp->status) != G_WAITING)
+      break;
+    if (!atomic_exchange(&gp->interrupt, false) || cancel == NULL)
+      continue;
+    if (cancel(gp, arg)) {
+      goro_mutex_lock(&sched.lock);
+      nforeignblocked--;
+      goro_mutex_unlock(&sched.lock);
+      interrupted = true;
+      break;
+    }
+  }
+  atomic_store(&gp->status, G_RUNNING);
+  return interrupted;
+}
+
+void goro_interrupt(goro_g *g) {
+  if (g == NULL || !g->foreign)
+    return;
+  atomic_store(&g->interrupt, true);
+  goro_sema_post(&g->sema);
+}
+
+bool goro_gopark_cancelable(goro_unlockf unlockf, void *lock, const char *reason,
+                            goro_cancelf cancel, void *arg) {
+  if (goro_getm() != NULL) {
+    goro_gopark(unlockf, lock, reason);
+    return false;
+  }
+  return foreign_park(waiter(), unlockf, lock, reason, cancel, arg);
+}
+
 void goro_gopark(goro_unlockf unlockf, void *lock, const char *reason) {
   M *mp = goro_getm();
   if (mp == NULL) {
-    G *gp = waiter();
-    gp->waitreason = reason;
-    atomic_store(&gp->status, G_WAITING);
-    if (unlockf && !unlockf(gp, lock)) {
-      atomic_store(&gp->status, G_RUNNING);
-      return;
-    }
-    /* Blocked, unless the waker already came (it counted us out). */
-    goro_mutex_lock(&sched.lock);
-    nforeignblocked++;
-    checkdead();
-    goro_mutex_unlock(&sched.lock);
-    goro_sema_wait(&gp->sema);
-    atomic_store(&gp->status, G_RUNNING);
+    foreign_park(waiter(), unlockf, lock, reason, NULL, NULL);
     return;
   }
   G *gp = mp->curg;
@@ -1220,6 +1266,7 @@ const char *goro_strerror(int code) {
     case GORO_EINVAL: return "invalid argument";
     case GORO_ESTATE: return "runtime not running";
     case GORO_EDEADLK: return "wait can never end";
+    case GORO_EINTR: return "interrupted";
     default: return "unknown error";
   }
 }

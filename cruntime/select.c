@@ -269,7 +269,19 @@ static int selectgo(goro_select_case *cases, int n, bool block, int *chosen,
   op->kind = OP_SELECT_KIND;
   if (k)
     goro_park_k(selparkcommit, op, "select", k, karg);
-  goro_gopark(selparkcommit, op, "select");
+  if (goro_gopark_cancelable(selparkcommit, op, "select",
+                             goro_chan_cancel_park, NULL)) {
+    /* Interrupted: goro_chan_cancel took every sudog off its queue. */
+    for (sudog *sg = gp->waiting, *next; sg; sg = next) {
+      next = sg->waitlink;
+      sg->waitlink = NULL;
+      goro_release_sudog(sg);
+    }
+    gp->waiting = NULL;
+    atomic_store(&gp->selectdone, 0);
+    rc = GORO_EINTR;
+    goto out;
+  }
   return goro_selectop_finish(op, chosen);
 
 out:

@@ -12,6 +12,8 @@
 
 extern void (*lgoro_run_fn)(void *);
 
+static bool interrupt_pending(lua_State *L);
+
 
 /*
 ** {======================================================
@@ -81,8 +83,14 @@ int lgoro_block(lua_State *L, LG *lg, int op, lg_results results) {
     }
     lgoro_ensure_runtime(L, U);
     goro_token_release(U->token);
-    lg->rc = run_blocking(lg);
+    do
+      lg->rc = run_blocking(lg);
+    while (lg->rc == GORO_EINTR && !interrupt_pending(L));
     goro_token_acquire(U->token);
+    if (lg->rc == GORO_EINTR) {
+      lg->op = OP_NONE;
+      return 0;   /* the host's hook takes it from here (lua.c: "interrupted!") */
+    }
   } else if (L == lg->L && lua_isyieldable(L)) {
     return lua_yieldk(L, 0, 0, lg_continue);
   } else {
@@ -110,7 +118,9 @@ int lgoro_block_now(lua_State *L, LG *lg, int op) {
     }
     lgoro_ensure_runtime(L, U);
     goro_token_release(U->token);
-    rc = run_blocking(lg);
+    do
+      rc = run_blocking(lg);
+    while (rc == GORO_EINTR && !interrupt_pending(L));
     goro_token_acquire(U->token);
   } else {
     rc = run_blocking(lg);
@@ -308,6 +318,85 @@ void lgoro_preempt_remove(Universe *U) {
     }
   }
   pthread_mutex_unlock(&urg_lock);
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Interrupts: SIGINT while the main thread waits in goro
+** =======================================================
+*/
+
+/*
+** lua.c stops a running script on SIGINT with a count hook that raises
+** "interrupted!"; a hook cannot act while the main thread sleeps in goro,
+** so goro chains a handler of its own in front of the host's: it runs
+** the host's handler, then interrupts this thread's wait (goro_interrupt,
+** async-signal-safe).  The blocking call then returns to Lua if the host
+** left a hook to act (interrupt_pending), or waits again if it did not.
+** Installed only over a host handler (lua.c installs one around the
+** script): with SIG_DFL, SIGINT ends the process as it always did.  The
+** host may put its own back meanwhile (lua.c resets SIGINT to SIG_DFL in
+** its handler, so that a second Ctrl-C kills): goro restores the host's
+** only where its own is still installed.
+*/
+static pthread_mutex_t int_lock = PTHREAD_MUTEX_INITIALIZER;
+static int int_users;
+static struct sigaction oldint;
+static bool int_installed;
+static __thread goro_g *host_waiter;   /* this thread's, while a universe is open */
+
+static bool interrupt_pending(lua_State *L) {
+  lua_Hook h = lua_gethook(L);
+  return h != NULL && h != preempt_hook;
+}
+
+static void on_sigint(int sig, siginfo_t *si, void *uc) {
+  int saved = errno;
+  if (oldint.sa_flags & SA_SIGINFO)
+    oldint.sa_sigaction(sig, si, uc);
+  else
+    oldint.sa_handler(sig);
+  goro_interrupt(host_waiter);
+  errno = saved;
+}
+
+void lgoro_interrupt_install(Universe *U) {
+  (void)U;
+  host_waiter = goro_self();
+  pthread_mutex_lock(&int_lock);
+  if (int_users++ == 0) {
+    struct sigaction cur;
+    if (sigaction(SIGINT, NULL, &cur) == 0 &&
+        ((cur.sa_flags & SA_SIGINFO) ? cur.sa_sigaction != NULL
+                                     : (cur.sa_handler != SIG_DFL &&
+                                        cur.sa_handler != SIG_IGN))) {
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_sigaction = on_sigint;
+      sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+      sigemptyset(&sa.sa_mask);
+      oldint = cur;
+      int_installed = sigaction(SIGINT, &sa, NULL) == 0;
+    }
+  }
+  pthread_mutex_unlock(&int_lock);
+}
+
+void lgoro_interrupt_remove(Universe *U) {
+  (void)U;
+  host_waiter = NULL;
+  pthread_mutex_lock(&int_lock);
+  if (--int_users == 0 && int_installed) {
+    struct sigaction cur;
+    if (sigaction(SIGINT, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+        cur.sa_sigaction == on_sigint)
+      sigaction(SIGINT, &oldint, NULL);
+    int_installed = false;
+  }
+  pthread_mutex_unlock(&int_lock);
 }
 
 /* }====================================================== */

@@ -154,6 +154,7 @@ static int universe_gc(lua_State *L) {
   if (goro_id() != 0)
     return 0;   /* os.exit(n, true) in a goroutine: the process is ending */
   lgoro_preempt_remove(U);
+  lgoro_interrupt_remove(U);
   if (U->joined && goro_running() && goro_token_owned(U->token)) {
     goro_token_close(U->token, discard_lg, NULL);
     U->all = NULL;   /* each LG is the discard's to free */
@@ -228,6 +229,7 @@ static Universe *universe_open(lua_State *L) {
   goro_token_acquire(U->token);
   goro_setlocal(&U->main);
   lgoro_preempt_install(U);
+  lgoro_interrupt_install(U);
   return U;
 }
 

@@ -153,6 +153,8 @@ void lgoro_run_op_k(LG *lg);              /* lg_run: after a yield */
 bool lgoro_finish_op_k(LG *lg);           /* lg_run: after a restart */
 void lgoro_preempt_install(Universe *U);
 void lgoro_preempt_remove(Universe *U);
+void lgoro_interrupt_install(Universe *U);
+void lgoro_interrupt_remove(Universe *U);
 void lgoro_open_coroutine(lua_State *L, Universe *U);
 void lgoro_goroutine_ended(LG *lg);
 

@@ -36,7 +36,21 @@
 
 enum {
   REQ_SLEEP = 1, REQ_FDWAIT, REQ_FDCLOSE, REQ_TIMER_START, REQ_TIMER_STOP,
-  REQ_TIMER_FREE, REQ_GAI
+  REQ_TIMER_FREE, REQ_GAI, REQ_CANCEL
+};
+
+/*
+** goro_pollop.cancel: an interrupted foreign waiter (goro_interrupt) asks
+** for its wait back with a REQ_CANCEL request that lives in its frame.
+** The waiter leaves the park only once readied, and only the cancel
+** request's handling readies it after a cancel was asked for, so the op
+** and the request stay valid until the poller is done with both.
+*/
+enum {
+  CANCEL_NONE,        /* no cancel asked for */
+  CANCEL_ASKED,       /* asked for; the wait had not ended */
+  CANCEL_ENDED,       /* the wait ended normally: readied */
+  CANCEL_DEFERRED     /* it ended after the ask: the cancel readies it */
 };
 
 struct goro_fd {
@@ -128,8 +142,23 @@ static void flush_ready(void) {
   }
 }
 
+static void ready_op(goro_pollop *op);
+
+static bool cancel_cas(goro_pollop *op, int from, int to) {
+  return __atomic_compare_exchange_n(&op->cancel, &from, to, false,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
 static void wait_done(goro_pollop *op, int result) {
   op->result = result;
+  if (!cancel_cas(op, CANCEL_NONE, CANCEL_ENDED)) {
+    __atomic_store_n(&op->cancel, CANCEL_DEFERRED, __ATOMIC_SEQ_CST);
+    return;   /* the cancel readies it */
+  }
+  ready_op(op);
+}
+
+static void ready_op(goro_pollop *op) {
   if (nready == readycap) {
     int cap = readycap ? 2 * readycap : 256;
     G **q = realloc(readyq, (size_t)cap * sizeof *q);
@@ -460,8 +489,35 @@ static void gai_start(goro_pollop *op) {
 ** =======================================================
 */
 
+/* A REQ_CANCEL: end the target's wait now if it has not ended. */
+static void cancel_wait(goro_pollop *req) {
+  goro_pollop *op = req->target;
+  if (__atomic_load_n(&op->cancel, __ATOMIC_SEQ_CST) == CANCEL_DEFERRED) {
+    ready_op(op);
+    return;
+  }
+  if (op->timer) {
+    timer_put(op->timer);
+    op->timer = NULL;
+  }
+  if (op->kind == REQ_FDWAIT) {
+    goro_fd *f = op->fd;
+    if (f->r == op) f->r = NULL;
+    if (f->w == op) f->w = NULL;
+    f->refs--;
+    fd_update(f);
+    fd_free_if_done(f);
+  }
+  op->result = GORO_EINTR;
+  __atomic_store_n(&op->cancel, CANCEL_ENDED, __ATOMIC_SEQ_CST);
+  ready_op(op);
+}
+
 static void handle(goro_pollop *op) {
   switch (op->kind) {
+    case REQ_CANCEL:
+      cancel_wait(op);
+      break;
     case REQ_SLEEP:
       start_wait_timer(op);
       break;
@@ -669,10 +725,24 @@ static bool submit_parked(goro_g *g, void *arg) {
   return true;
 }
 
+/* goro_interrupt on a foreign thread waiting here: ask the poller for the
+** wait back, unless it has ended already.  Either way the ready comes
+** from the poller (false). */
+static bool cancel_parked(goro_g *g, void *arg) {
+  (void)g;
+  goro_pollop *req = arg;
+  if (cancel_cas(req->target, CANCEL_NONE, CANCEL_ASKED))
+    submit(req);
+  return false;
+}
+
 static int wait_blocking(goro_pollop *op, const char *reason) {
   if (netpoll_start() != GORO_OK)
     return GORO_ENOMEM;
-  goro_gopark(submit_parked, op, reason);
+  /* DNS runs on libuv's pool and cannot be called back: not cancelable. */
+  goro_pollop cancel = { .kind = REQ_CANCEL, .target = op };
+  goro_gopark_cancelable(submit_parked, op, reason,
+                         op->kind == REQ_GAI ? NULL : cancel_parked, &cancel);
   return op->result;
 }
 
