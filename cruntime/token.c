@@ -130,6 +130,10 @@ static void owned_by(goro_token *t, G *gp) {
 ** whichever wins, the loop sees a consistent word.
 */
 static bool claim_or_queue(goro_token *t, G *gp) {
+  /* goro_token_close sets `closed` under t->lock: nothing is queued on a
+  ** closed token, nor is its owner word touched (the closer releases it). */
+  if (atomic_load_explicit(&t->closed, memory_order_relaxed))
+    return false;
   uintptr_t me = (uintptr_t)gp;
   uintptr_t w = atomic_load(&t->owner);
   for (;;) {
@@ -145,11 +149,6 @@ static bool claim_or_queue(goro_token *t, G *gp) {
     if (atomic_compare_exchange_weak(&t->owner, &w, w | TOKEN_WAITERS))
       break;
   }
-  /* Closed after our first look: goro_token_close sets `closed` under
-  ** t->lock, so nothing is queued on a closed token.  The caller sees
-  ** `closed` (execute discards gp), so the WAITERS bit is harmless. */
-  if (atomic_load_explicit(&t->closed, memory_order_relaxed))
-    return false;
   gp->schedlink = NULL;
   if (t->tail) t->tail->schedlink = gp; else t->head = gp;
   t->tail = gp;
