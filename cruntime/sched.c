@@ -581,14 +581,18 @@ void goro_cancel_chan_waits(goro_token *t) {
   G *won = NULL;
   goro_mutex_lock(&sched.allglock);
   for (G *gp = sched.allgs; gp; gp = gp->alllink) {
+    /* Other tokens' Gs start and end meanwhile: `token` is written
+    ** atomically, and read after `status`, which a spawn stores after it,
+    ** so the two belong to the same life of the G. */
     uint32_t status = atomic_load(&gp->status);
-    if (status == G_RUNNING && gp->token == t) {
+    goro_token *gt = RELAXED_LOAD(gp->token);
+    if (status == G_RUNNING && gt == t) {
       /* Not running: t is the caller's.  Its M released t for it and is
       ** about to record why (execute, after the switch): wait for that. */
       while ((status = atomic_load(&gp->status)) == G_RUNNING)
         goro_cpu_relax();
     }
-    if (status != G_WAITING || gp->token != t || gp->waiting == NULL)
+    if (status != G_WAITING || gt != t || gp->waiting == NULL)
       continue;
     if (goro_chan_cancel(gp)) {
       gp->schedlink = won;
@@ -608,7 +612,7 @@ static void goexit(M *mp, G *gp) {
   gp->ctx.sp = NULL;
   gp->fn = NULL;
   gp->arg = NULL;
-  gp->token = NULL;
+  RELAXED_STORE(gp->token, NULL);   /* goro_cancel_chan_waits reads it */
   if (gp->reftoken) {
     goro_token_unref(gp->reftoken);
     gp->reftoken = NULL;
@@ -1036,7 +1040,7 @@ int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts) {
     return GORO_ENOMEM;
   gp->fn = fn;
   gp->arg = arg;
-  gp->token = opts ? opts->token : NULL;
+  RELAXED_STORE(gp->token, opts ? opts->token : NULL);
   gp->local = opts ? opts->local : NULL;
   if (gp->token) {
     goro_token_ref(gp->token);

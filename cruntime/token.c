@@ -269,7 +269,7 @@ static bool unlock_token(goro_g *g, void *arg) {
 void goro_token_acquire(goro_token *t) {
   G *gp = goro_getg();
   if (!gp->foreign)
-    gp->token = t;
+    RELAXED_STORE(gp->token, t);
   if (claim_fast(t, gp))
     return;
   goro_mutex_lock(&t->lock);
@@ -286,7 +286,7 @@ void goro_token_acquire(goro_token *t) {
 void goro_token_release(goro_token *t) {
   G *gp = goro_getg();
   M *mp = goro_getm();
-  gp->token = NULL;
+  RELAXED_STORE(gp->token, NULL);
   release(t, gp, mp ? mp->p : NULL);
 }
 
