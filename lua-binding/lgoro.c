@@ -643,6 +643,8 @@ int luaopen_goro(lua_State *L) {
   lua_createtable(L, 0, 24);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, funcs, 1);
+  lua_pushliteral(L, LGORO_VERSION);
+  lua_setfield(L, -2, "_VERSION");
   lgoro_open_chan(L, U);
   lgoro_open_sync(L, U);
   lgoro_open_time(L, U);

@@ -28,6 +28,8 @@
 
 #include "goro.h"
 
+#define LGORO_VERSION "goro 0.1.0"
+
 #define LGORO_CHAN "goro.chan"
 #define LGORO_WAITGROUP "goro.waitgroup"
 #define LGORO_MUTEX "goro.mutex"
