@@ -23,7 +23,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 COMMON   := $(CSTD) $(WARN) -fPIC -ftls-model=initial-exec -g -pthread
 
 CFLAGS_release := -O2
-CFLAGS_asan    := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+CFLAGS_asan    := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 CFLAGS_tsan    := -O1 -fno-omit-frame-pointer -fsanitize=thread
 CFLAGS_debug   := -O0
 

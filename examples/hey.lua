@@ -198,6 +198,22 @@ local function fail(what, err, early)
   error({ kind = what .. ": " .. tostring(err), early = early }, 0)
 end
 
+-- A response field line's name and its value without the blanks around
+-- it, or nil.  In linear time: the pattern ":[ \t]*(.-)[ \t]*$" tries
+-- every end of the value against the blanks after it, and a header of
+-- 60 KB of blanks inside a value took 14 s to parse.
+local function split_field(line)
+  local name, first = line:match("^([^:]+):[ \t]*()")
+  if not name then return nil end
+  local last = #line
+  while last >= first do
+    local b = line:byte(last)
+    if b ~= 32 and b ~= 9 then break end
+    last = last - 1
+  end
+  return name, line:sub(first, last)
+end
+
 --[[
 One request on its connection.  goro's timeouts are per call, so every
 call is given what is left of the request's deadline (-t from its start,
@@ -265,7 +281,7 @@ local function exchange(call)
       local h = call:line()
       if h == "" then break end
       if i > MAX_FIELDS then fail("bad response", "too many header fields") end
-      local name, value = h:match("^([^:]+):[ \t]*(.-)[ \t]*$")
+      local name, value = split_field(h)
       if not name then fail("bad response", "header line") end
       fields[name:lower()] = value
     end

@@ -108,6 +108,24 @@ local KNOWN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, DELETE
 -- The characters of a token (RFC 9110, 5.6.2): methods and field names.
 local TOKEN = "[%w!#$%%&'*+.^_`|~-]+"
 
+-- A field line's name and its value without the blanks around it, or nil.
+-- In linear time: the obvious pattern, ":[ \t]*(.-)[ \t]*$", tries every
+-- end of the value against the blanks after it, so that a long run of
+-- blanks inside a value costs its length squared (8 KiB of blanks: 0.3 s
+-- a line).  Here a pattern finds where the value starts and a loop over
+-- its last bytes where it ends.
+local function split_field(line)
+  local name, first = line:match("^(" .. TOKEN .. "):[ \t]*()")
+  if not name then return nil end
+  local last = #line
+  while last >= first do
+    local b = line:byte(last)
+    if b ~= 32 and b ~= 9 then break end
+    last = last - 1
+  end
+  return name, line:sub(first, last)
+end
+
 -- An answer that ends the connection; `error` carries it out of the parser.
 local function reject(status)
   error({ status = status }, 0)
@@ -147,7 +165,7 @@ local function read_fields(conn, deadline, fields)
     local line = readline(conn, deadline, 431)
     if line == "" then return fields end
     -- No space before the colon, no obsolete line folding (RFC 9112, 5).
-    local name, value = line:match("^(" .. TOKEN .. "):[ \t]*(.-)[ \t]*$")
+    local name, value = split_field(line)
     if not name or value:find("[%z\r\n]") then reject(400) end
     name = name:lower()
     local old = fields[name]

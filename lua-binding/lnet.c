@@ -9,8 +9,21 @@
 ** the goroutine's state; elsewhere it blocks in place and loops.  Errors
 ** come back Lua-style, nil and a message: "timeout", "closed", or the
 ** system's words ("connection refused").
+**
+** Every method and metamethod of a socket class is a closure with three
+** upvalues: the universe, its operation (NET_*, NET_NONE for the others)
+** and its class (KIND_*).  It checks that `self` has that class's
+** metatable before it touches the userdata, so that a method taken from
+** one object and called on another (`l.close(io.stdout)`) raises instead
+** of writing into foreign memory.
+**
+** A goroutine may park in the middle of a call: waiting for its fd, or
+** for a name lookup.  Other goroutines run meanwhile and may close the
+** socket, and the fd number may go to a new socket; so after every park
+** the socket is checked again (s->f) before its fd is used.
 */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <netdb.h>
 #include <stdlib.h>
@@ -28,6 +41,7 @@
 #define LGORO_UDP "goro.udp"
 
 enum { KIND_CONN, KIND_LISTENER, KIND_UDP };
+static const char *const kindnames[] = { LGORO_CONN, LGORO_LISTENER, LGORO_UDP };
 enum { READ_DEFAULT = 64 * 1024, BUF_MIN = 4096, BUF_KEEP = 16 * READ_DEFAULT };
 
 /* A socket of any kind, with a read buffer (conn:readline, readn). */
@@ -42,8 +56,12 @@ typedef struct Sock {
 } Sock;
 
 /* The operation a goroutine is doing on a socket, kept across a wait. */
-enum { NET_READ, NET_READLINE, NET_READN, NET_WRITE, NET_ACCEPT, NET_CONNECT,
-       NET_RECVFROM, NET_SENDTO };
+enum { NET_NONE, NET_READ, NET_READLINE, NET_READN, NET_WRITE, NET_ACCEPT,
+       NET_CONNECT, NET_RECVFROM };
+
+/* Durations beyond this many seconds (~285 years) are as good as forever,
+** and far from overflowing int64_t nanoseconds (as in ltime.c). */
+#define MAX_SECONDS 9e9
 
 static const char *errmsg(int e) {
   static __thread char lower[128];
@@ -69,17 +87,21 @@ static int fail(lua_State *L, const char *msg) {
 }
 
 static Sock *checksock(lua_State *L, int kind) {
-  static const char *names[] = { LGORO_CONN, LGORO_LISTENER, LGORO_UDP };
-  return luaL_checkudata(L, 1, names[kind]);
+  return luaL_checkudata(L, 1, kindnames[kind]);
+}
+
+/* The `self` of a method or metamethod: a socket of the class in its
+** upvalue 3, or an error ("goro.listener expected, got goro.chan"). */
+static Sock *checkself(lua_State *L) {
+  return checksock(L, (int)lua_tointeger(L, lua_upvalueindex(3)));
 }
 
 static Sock *newsock(lua_State *L, int fd, int kind) {
-  static const char *names[] = { LGORO_CONN, LGORO_LISTENER, LGORO_UDP };
   Sock *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->fd = -1;
   s->timeout = -1;
-  luaL_setmetatable(L, names[kind]);
+  luaL_setmetatable(L, kindnames[kind]);
   s->f = goro_fd_open(fd);
   if (s->f == NULL) {
     close(fd);
@@ -101,17 +123,20 @@ static void sock_close(Sock *s) {
   s->nolf = 0;
 }
 
+/* close, __close and __gc.  Lua calls __gc and __close with the object
+** they belong to; called by hand with anything else, they raise. */
 static int l_close(lua_State *L) {
-  Sock *s = lua_touserdata(L, 1);
-  luaL_argexpected(L, s != NULL, 1, "socket");
-  sock_close(s);
+  sock_close(checkself(L));
   return 0;
 }
 
+/* The deadline `seconds` (>= 0, at most MAX_SECONDS) from now. */
+static int64_t deadline_after(double seconds) {
+  return goro_now() + (int64_t)(seconds * 1e9) + 1;
+}
+
 static int64_t deadline_of(Sock *s) {
-  if (s->timeout < 0)
-    return 0;
-  return goro_now() + (int64_t)(s->timeout * 1e9) + 1;
+  return s->timeout < 0 ? 0 : deadline_after(s->timeout);
 }
 
 
@@ -121,8 +146,9 @@ static int64_t deadline_of(Sock *s) {
 ** =======================================================
 */
 
-/* "host:port", "[v6]:port", ":port" -> host (may be ""), port. */
-static int splitaddr(lua_State *L, const char *a, char *host, size_t hsize,
+/* "host:port", "[v6]:port", ":port" -> host (may be ""), port.  The port
+** is decimal digits only, 0 to 65535: no sign, no blank, no "0x". */
+static int splitaddr(const char *a, char *host, size_t hsize,
                      char *port, size_t psize) {
   const char *colon = strrchr(a, ':');
   if (colon == NULL)
@@ -140,10 +166,15 @@ static int splitaddr(lua_State *L, const char *a, char *host, size_t hsize,
   memcpy(host, h, hl);
   host[hl] = '\0';
   memcpy(port, colon + 1, pl + 1);
-  char *end;
-  long p = strtol(port, &end, 10);
-  (void)L;
-  return *end == '\0' && p >= 0 && p <= 65535;
+  long p = 0;
+  for (const char *d = port; *d; d++) {
+    if (*d < '0' || *d > '9')
+      return 0;
+    p = p * 10 + (*d - '0');
+    if (p > 65535)
+      return 0;
+  }
+  return 1;
 }
 
 static void pushaddr(lua_State *L, const struct sockaddr *sa) {
@@ -172,6 +203,27 @@ static void do_gai(void *arg) {
   g->rc = goro_getaddrinfo(g->host, g->port, &g->hints, &g->res);
 }
 
+/*
+** Why a lookup failed.  Out of fds, glibc's getaddrinfo can open neither
+** /etc/hosts nor a socket to a name server, and answers EAI_NONAME, "no
+** such host", for a name that may well exist; and errno stays on the
+** pool's thread.  So after a failure, see whether this process can open
+** a socket at all, and if not, say why.  (`sys`: errno of an EAI_SYSTEM
+** answered on this thread, else 0.)
+*/
+static const char *lookup_error(int rc, int sys) {
+  if (rc == EAI_SYSTEM && sys != 0)
+    return errmsg(sys);
+  if (rc == EAI_MEMORY)
+    return errmsg(ENOMEM);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0)
+    close(fd);
+  else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+    return errmsg(errno);
+  return rc == EAI_NONAME ? "no such host" : gai_strerror(rc);
+}
+
 /* Resolve host and port: numeric addresses at once, names on the
 ** poller's thread pool (the caller parks, its thread runs others). */
 static int resolve(lua_State *L, const char *host, const char *port, int socktype,
@@ -183,12 +235,13 @@ static int resolve(lua_State *L, const char *host, const char *port, int socktyp
     g.host = "127.0.0.1";
   g.hints.ai_flags |= AI_NUMERICHOST;
   g.rc = getaddrinfo(g.host, g.port, &g.hints, &g.res);
+  int sys = g.rc == EAI_SYSTEM ? errno : 0;
   if (g.rc == EAI_NONAME) {   /* a name: ask the pool */
     g.hints.ai_flags &= ~AI_NUMERICHOST;
     lgoro_without_token(L, lgoro_current(L), do_gai, &g);
   }
   if (g.rc != 0) {
-    *err = g.rc == EAI_NONAME ? "no such host" : gai_strerror(g.rc);
+    *err = lookup_error(g.rc, sys);
     return -1;
   }
   *res = g.res;
@@ -458,6 +511,7 @@ static int netop(lua_State *L, LG *lg) {
           lg->netdone = 1;
           if ((r = wait_for(L, lg, s, GORO_WRITE)) >= 0)
             return r;
+          continue;   /* from the top: closed meanwhile? */
         }
         int err = 0;
         socklen_t el = sizeof err;
@@ -507,9 +561,8 @@ static int netop(lua_State *L, LG *lg) {
   }
 }
 
-/* Start operation `op` (an upvalue) on the socket at 1. */
-static int start(lua_State *L, int kind) {
-  Sock *s = checksock(L, kind);
+/* Start operation `op` (upvalue 2) on the socket s at index 1. */
+static int start(lua_State *L, Sock *s) {
   LG *lg = lgoro_current(L);
   lg->netdone = 0;
   lg->deadline = deadline_of(s);
@@ -519,6 +572,7 @@ static int start(lua_State *L, int kind) {
 }
 
 static int conn_op(lua_State *L) {
+  Sock *s = checkself(L);
   int op = (int)lua_tointeger(L, lua_upvalueindex(2));
   if ((op == NET_READ || op == NET_READLINE) && !lua_isnoneornil(L, 2))
     luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "must be positive");
@@ -526,17 +580,18 @@ static int conn_op(lua_State *L) {
     luaL_argcheck(L, luaL_checkinteger(L, 2) >= 0, 2, "must not be negative");
   if (op == NET_WRITE)
     luaL_checkstring(L, 2);
-  return start(L, KIND_CONN);
+  return start(L, s);
 }
 
 static int listener_accept(lua_State *L) {
-  return start(L, KIND_LISTENER);
+  return start(L, checkself(L));
 }
 
 static int udp_recvfrom(lua_State *L) {
+  Sock *s = checkself(L);
   if (!lua_isnoneornil(L, 2))
     luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "must be positive");
-  return start(L, KIND_UDP);
+  return start(L, s);
 }
 
 /* }====================================================== */
@@ -548,21 +603,108 @@ static int udp_recvfrom(lua_State *L) {
 ** =======================================================
 */
 
-static double opt_number(lua_State *L, int t, const char *k, double dflt) {
+/*
+** Options tables (listen's and dial's).  Misuse raises an error that
+** names the function and the option, as an argument error names the
+** argument: "bad option 'timeout' to 'dial' (number expected, got
+** table)".  A key the function does not know is an error too, so that a
+** misspelt option is not silently ignored.
+*/
+static int opt_error(lua_State *L, const char *fname, const char *k,
+                     const char *msg) {
+  return luaL_error(L, "bad option '%s' to '%s' (%s)", k, fname, msg);
+}
+
+/* The type of the value at idx as luaL_typeerror names it. */
+static const char *type_name(lua_State *L, int idx) {
+  if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
+    return lua_tostring(L, -1);   /* left on the stack: an error follows */
+  if (lua_type(L, idx) == LUA_TLIGHTUSERDATA)
+    return "light userdata";
+  return luaL_typename(L, idx);
+}
+
+static int opt_typeerror(lua_State *L, const char *fname, const char *k,
+                         const char *expected) {
+  int v = lua_gettop(L);
+  return opt_error(L, fname, k, lua_pushfstring(L, "%s expected, got %s",
+                                                expected, type_name(L, v)));
+}
+
+/* Check the options table at t (absent or nil: no options): a table whose
+** keys are all in `known`. */
+static void check_options(lua_State *L, int t, const char *fname,
+                          const char *const known[]) {
   if (lua_isnoneornil(L, t))
-    return dflt;
+    return;
   luaL_checktype(L, t, LUA_TTABLE);
-  lua_getfield(L, t, k);
-  double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    bool ok = false;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -2);
+      for (int i = 0; known[i] != NULL && !ok; i++)
+        ok = strcmp(k, known[i]) == 0;
+    }
+    if (!ok)
+      opt_error(L, fname, luaL_tolstring(L, -2, NULL), "unknown option");
+    lua_pop(L, 1);
+  }
+}
+
+/* Option k of the table at t, pushed; nil if there is no table. */
+static int get_option(lua_State *L, int t, const char *k) {
+  if (lua_isnoneornil(L, t)) {
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  return lua_getfield(L, t, k);
+}
+
+/* A number of seconds (a timeout): not NaN, not negative, and clamped to
+** MAX_SECONDS, so that its nanoseconds fit an int64_t.  -1 if absent. */
+static double opt_seconds(lua_State *L, int t, const char *fname, const char *k) {
+  double v = -1;
+  if (get_option(L, t, k) != LUA_TNIL) {
+    int isnum;
+    v = lua_tonumberx(L, -1, &isnum);
+    if (!isnum)
+      opt_typeerror(L, fname, k, "number");
+    if (isnan(v))
+      opt_error(L, fname, k, "not a number");
+    if (v < 0)
+      opt_error(L, fname, k, "must not be negative");
+    if (v > MAX_SECONDS)
+      v = MAX_SECONDS;
+  }
   lua_pop(L, 1);
   return v;
 }
 
-static bool opt_bool(lua_State *L, int t, const char *k) {
-  if (lua_isnoneornil(L, t))
-    return false;
-  luaL_checktype(L, t, LUA_TTABLE);
-  lua_getfield(L, t, k);
+/* A count (a backlog): not NaN, not negative, clamped to INT_MAX (the
+** kernel caps a backlog at its own maximum anyway). */
+static int opt_count(lua_State *L, int t, const char *fname, const char *k,
+                     int dflt) {
+  int n = dflt;
+  if (get_option(L, t, k) != LUA_TNIL) {
+    int isnum;
+    double v = lua_tonumberx(L, -1, &isnum);
+    if (!isnum)
+      opt_typeerror(L, fname, k, "number");
+    if (isnan(v))
+      opt_error(L, fname, k, "not a number");
+    if (v < 0)
+      opt_error(L, fname, k, "must not be negative");
+    n = v >= (double)INT_MAX ? INT_MAX : (int)v;
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+static bool opt_bool(lua_State *L, int t, const char *fname, const char *k) {
+  int type = get_option(L, t, k);
+  if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+    opt_typeerror(L, fname, k, "boolean");
   bool v = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return v;
@@ -571,7 +713,7 @@ static bool opt_bool(lua_State *L, int t, const char *k) {
 static int bind_socket(lua_State *L, const char *addr, int socktype, int kind,
                        int backlog, bool reuseport) {
   char host[256], port[32];
-  if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
+  if (!splitaddr(addr, host, sizeof host, port, sizeof port))
     return fail(L, "invalid address (want \"host:port\")");
   if (strcmp(host, "*") == 0)
     host[0] = '\0';
@@ -604,10 +746,12 @@ static int bind_socket(lua_State *L, const char *addr, int socktype, int kind,
 
 /* go.net.listen(address [, opts]) -> listener */
 static int l_listen(lua_State *L) {
+  static const char *const known[] = { "backlog", "reuseport", NULL };
   const char *addr = luaL_checkstring(L, 1);
-  double backlog = opt_number(L, 2, "backlog", 511);
-  return bind_socket(L, addr, SOCK_STREAM, KIND_LISTENER, (int)backlog,
-                     opt_bool(L, 2, "reuseport"));
+  check_options(L, 2, "listen", known);
+  int backlog = opt_count(L, 2, "listen", "backlog", 511);
+  bool reuseport = opt_bool(L, 2, "listen", "reuseport");
+  return bind_socket(L, addr, SOCK_STREAM, KIND_LISTENER, backlog, reuseport);
 }
 
 /* go.net.udp(address) -> u */
@@ -622,10 +766,12 @@ static int dial_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* go.net.dial(address [, opts]) -> conn */
 static int l_dial(lua_State *L) {
+  static const char *const known[] = { "timeout", NULL };
   const char *addr = luaL_checkstring(L, 1);
-  double timeout = opt_number(L, 2, "timeout", -1);
+  check_options(L, 2, "dial", known);
+  double timeout = opt_seconds(L, 2, "dial", "timeout");
   char host[256], port[32];
-  if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
+  if (!splitaddr(addr, host, sizeof host, port, sizeof port))
     return fail(L, "invalid address (want \"host:port\")");
   struct addrinfo *res;
   const char *err;
@@ -651,7 +797,7 @@ static int l_dial(lua_State *L) {
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(2));   /* dial_wait */
   newsock(L, fd, KIND_CONN);
-  lg->deadline = timeout >= 0 ? goro_now() + (int64_t)(timeout * 1e9) + 1 : 0;
+  lg->deadline = timeout >= 0 ? deadline_after(timeout) : 0;
   lg->netdone = rc == 0;   /* connected at once: nothing to wait for */
   lua_callk(L, 1, LUA_MULTRET, 0, dial_k);
   return lua_gettop(L);
@@ -660,7 +806,7 @@ static int l_dial(lua_State *L) {
 /* The second stage of dial, a closure with NET_CONNECT as upvalue 2:
 ** wait for the connect(2) that l_dial started, yielding if it can. */
 static int dial_wait(lua_State *L) {
-  Sock *s = checksock(L, KIND_CONN);
+  Sock *s = checkself(L);
   LG *lg = lgoro_current(L);
   if (s->f == NULL)
     return fail(L, "closed");
@@ -676,22 +822,23 @@ static int dial_wait(lua_State *L) {
 ** =======================================================
 */
 
+/* conn:settimeout(s), l:settimeout(s), u:settimeout(s): seconds per call,
+** nil for none.  Beyond MAX_SECONDS is forever, and stored as that. */
 static int conn_settimeout(lua_State *L) {
-  Sock *s = lua_touserdata(L, 1);
-  luaL_argexpected(L, s != NULL, 1, "socket");
+  Sock *s = checkself(L);
   if (lua_isnoneornil(L, 2)) {
     s->timeout = -1;
   } else {
     lua_Number t = luaL_checknumber(L, 2);
-    luaL_argcheck(L, t >= 0 && !isnan(t), 2, "must not be negative");
-    s->timeout = t;
+    luaL_argcheck(L, !isnan(t), 2, "not a number");
+    luaL_argcheck(L, t >= 0, 2, "must not be negative");
+    s->timeout = t > MAX_SECONDS ? MAX_SECONDS : t;
   }
   return 0;
 }
 
 static int sock_name(lua_State *L, bool peer) {
-  Sock *s = lua_touserdata(L, 1);
-  luaL_argexpected(L, s != NULL, 1, "socket");
+  Sock *s = checkself(L);
   if (s->f == NULL)
     return fail(L, "closed");
   struct sockaddr_storage sa;
@@ -708,7 +855,7 @@ static int sock_name(lua_State *L, bool peer) {
 ** TCPConn.CloseWrite does; the peer reads the end of the stream, and
 ** this end can still read what the peer sends. */
 static int conn_closewrite(lua_State *L) {
-  Sock *s = checksock(L, KIND_CONN);
+  Sock *s = checkself(L);
   if (s->f == NULL)
     return fail(L, "closed");
   if (shutdown(s->fd, SHUT_WR) != 0)
@@ -720,21 +867,26 @@ static int conn_closewrite(lua_State *L) {
 static int l_localaddr(lua_State *L) { return sock_name(L, false); }
 static int l_remoteaddr(lua_State *L) { return sock_name(L, true); }
 
-/* u:sendto(s, address) -> bytes */
+/* u:sendto(s, address) -> bytes.  A name lookup parks the goroutine: the
+** socket may be closed meanwhile, and its fd number given to another. */
 static int udp_sendto(lua_State *L) {
-  Sock *s = checksock(L, KIND_UDP);
+  Sock *s = checkself(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   const char *addr = luaL_checkstring(L, 3);
   if (s->f == NULL)
     return fail(L, "closed");
   char host[256], port[32];
-  if (!splitaddr(L, addr, host, sizeof host, port, sizeof port))
+  if (!splitaddr(addr, host, sizeof host, port, sizeof port))
     return fail(L, "invalid address (want \"host:port\")");
   struct addrinfo *res;
   const char *err;
   if (resolve(L, host, port, SOCK_DGRAM, false, &res, &err) != 0)
     return fail(L, err);
+  if (s->f == NULL) {   /* closed during the lookup */
+    freeaddrinfo(res);
+    return fail(L, "closed");
+  }
   ssize_t n = sendto(s->fd, data, len, MSG_NOSIGNAL, res->ai_addr, res->ai_addrlen);
   int e = errno;
   freeaddrinfo(res);
@@ -745,39 +897,46 @@ static int udp_sendto(lua_State *L) {
 }
 
 static int sock_tostring(lua_State *L) {
-  Sock *s = lua_touserdata(L, 1);
-  static const char *names[] = { "goro.conn", "goro.listener", "goro.udp" };
+  Sock *s = checkself(L);
   if (s->f == NULL)
-    lua_pushfstring(L, "%s (closed)", names[s->kind]);
+    lua_pushfstring(L, "%s (closed)", kindnames[s->kind]);
   else
-    lua_pushfstring(L, "%s (fd %d)", names[s->kind], s->fd);
+    lua_pushfstring(L, "%s (fd %d)", kindnames[s->kind], s->fd);
   return 1;
 }
 
-static void newclass(lua_State *L, Universe *U, const char *name,
-                     const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  lua_pushcfunction(L, l_close);
+/* Push f as a method of class `kind` doing operation `op`: a closure with
+** the three upvalues of every socket method. */
+static void pushmethod(lua_State *L, Universe *U, lua_CFunction f, int op, int kind) {
+  lua_pushlightuserdata(L, U);
+  lua_pushinteger(L, op);
+  lua_pushinteger(L, kind);
+  lua_pushcclosure(L, f, 3);
+}
+
+static void newclass(lua_State *L, Universe *U, int kind, const luaL_Reg *methods) {
+  luaL_newmetatable(L, kindnames[kind]);
+  pushmethod(L, U, l_close, NET_NONE, kind);
   lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_close);
+  pushmethod(L, U, l_close, NET_NONE, kind);
   lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, sock_tostring);
+  pushmethod(L, U, sock_tostring, NET_NONE, kind);
   lua_setfield(L, -2, "__tostring");
   lua_createtable(L, 0, 8);
-  lua_pushlightuserdata(L, U);
-  luaL_setfuncs(L, methods, 1);
+  for (; methods->name != NULL; methods++) {
+    pushmethod(L, U, methods->func, NET_NONE, kind);
+    lua_setfield(L, -2, methods->name);
+  }
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
 
 /* A method that runs netop for operation `op`. */
-static void setop(lua_State *L, Universe *U, const char *tname, const char *name,
+static void setop(lua_State *L, Universe *U, int kind, const char *name,
                   lua_CFunction f, int op) {
-  luaL_getmetatable(L, tname);
+  luaL_getmetatable(L, kindnames[kind]);
   lua_getfield(L, -1, "__index");
-  lua_pushlightuserdata(L, U);
-  lua_pushinteger(L, op);
-  lua_pushcclosure(L, f, 2);
+  pushmethod(L, U, f, op, kind);
   lua_setfield(L, -2, name);
   lua_pop(L, 2);
 }
@@ -796,15 +955,15 @@ void lgoro_open_net(lua_State *L, Universe *U) {
     {"close", l_close}, {"addr", l_localaddr}, {"sendto", udp_sendto},
     {"settimeout", conn_settimeout}, {NULL, NULL}
   };
-  newclass(L, U, LGORO_CONN, conn);
-  newclass(L, U, LGORO_LISTENER, listener);
-  newclass(L, U, LGORO_UDP, udp);
-  setop(L, U, LGORO_CONN, "read", conn_op, NET_READ);
-  setop(L, U, LGORO_CONN, "readline", conn_op, NET_READLINE);
-  setop(L, U, LGORO_CONN, "readn", conn_op, NET_READN);
-  setop(L, U, LGORO_CONN, "write", conn_op, NET_WRITE);
-  setop(L, U, LGORO_LISTENER, "accept", listener_accept, NET_ACCEPT);
-  setop(L, U, LGORO_UDP, "recvfrom", udp_recvfrom, NET_RECVFROM);
+  newclass(L, U, KIND_CONN, conn);
+  newclass(L, U, KIND_LISTENER, listener);
+  newclass(L, U, KIND_UDP, udp);
+  setop(L, U, KIND_CONN, "read", conn_op, NET_READ);
+  setop(L, U, KIND_CONN, "readline", conn_op, NET_READLINE);
+  setop(L, U, KIND_CONN, "readn", conn_op, NET_READN);
+  setop(L, U, KIND_CONN, "write", conn_op, NET_WRITE);
+  setop(L, U, KIND_LISTENER, "accept", listener_accept, NET_ACCEPT);
+  setop(L, U, KIND_UDP, "recvfrom", udp_recvfrom, NET_RECVFROM);
 
   lua_createtable(L, 0, 5);
   static const luaL_Reg funcs[] = {
@@ -814,9 +973,7 @@ void lgoro_open_net(lua_State *L, Universe *U) {
   luaL_setfuncs(L, funcs, 1);
   /* dial: upvalue 2 is the connect-wait closure (NET_CONNECT). */
   lua_pushlightuserdata(L, U);
-  lua_pushlightuserdata(L, U);
-  lua_pushinteger(L, NET_CONNECT);
-  lua_pushcclosure(L, dial_wait, 2);
+  pushmethod(L, U, dial_wait, NET_CONNECT, KIND_CONN);
   lua_pushcclosure(L, l_dial, 2);
   lua_setfield(L, -2, "dial");
   lua_setfield(L, -2, "net");

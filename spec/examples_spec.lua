@@ -369,6 +369,26 @@ describe("examples/httpd.lua", function()
       assert.same({ 200, 400 }, { rs[1].status, rs[2].status })
     end)
 
+    -- Header values made of long runs of blanks.  A pattern that trims a
+    -- value with "(.-)[ \t]*$" is quadratic in such a run: 0.3 s a line of
+    -- 8,100 blanks, half a minute for this request, whose 10 s deadline
+    -- would then pass (408) or the read here time out.  Parsed in linear
+    -- time, it is answered at once.
+    it("parses header lines with long runs of blanks in linear time", function()
+      local lines = {}
+      for i = 1, 96 do   -- and 3 more fields: 99, httpd's most
+        lines[i] = "X-Pad-" .. i .. ": a" .. (" "):rep(8100) .. "b\r\n"
+      end
+      local head = "POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" ..
+                   "Content-Length: \t " .. (" "):rep(4000) .. "3 \t" .. (" \t"):rep(2000) .. "\r\n"
+      local raw, err = exchange(addr, head .. table.concat(lines) .. "\r\nabc")
+      assert.equal("closed", err)
+      local rs = responses(raw)
+      assert.equal(1, #rs, raw)
+      assert.equal(200, rs[1].status)
+      assert.equal("abc", rs[1].body, "Content-Length's value, its blanks trimmed, is 3")
+    end)
+
     it("answers the 400 even when much more was sent after it", function()
       -- The unread bytes must not turn into a reset that destroys the answer.
       local raw, err = exchange(addr, "BAD\r\n\r\n" .. ("x"):rep(200000))
@@ -686,6 +706,25 @@ describe("examples/hey.lua", function()
       assert.equal(10, counts.requests)
     end)
   end
+
+  -- A response whose header lines hold long runs of blanks.  hey.lua once
+  -- trimmed a value with "(.-)[ \t]*$", quadratic in the run: 14 s a line
+  -- of 60 KB; for these 20 lines, minutes, well past the time hey() waits
+  -- and hey's own -t.  Parsed in linear time, it is one response at once.
+  it("parses response header lines with long runs of blanks in linear time", function()
+    local pad = {}
+    for i = 1, 20 do pad[i] = "X-Pad-" .. i .. ": a" .. (" "):rep(60000) .. "b\r\n" end
+    local response = "HTTP/1.1 200 OK\r\n" .. table.concat(pad) ..
+                     "Content-Length:" .. (" \t"):rep(15000) .. "2" .. (" "):rep(30000) .. "\r\n\r\nok"
+    local addr, counts, stop = test_server(function(c) c:write(response) end)
+    local status, out, err = hey(pending, "-n", "3", "-c", "1", "-t", "5", "http://" .. addr .. "/")
+    stop()
+    assert.equal(0, status, err)
+    local r = report(out)
+    assert.equal(3, r.responses, out)
+    assert.equal(0, r.nerrors, out)
+    assert.equal(1, counts.accepts, "Content-Length read right: the connection was kept")
+  end)
 
   it("counts responses by status code", function()
     local codes = { 200, 404, 503 }
