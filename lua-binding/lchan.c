@@ -418,10 +418,14 @@ static int ncases(lua_State *L) {
   lua_Integer n = lua_tointegerx(L, -1, &isint);
   lua_pop(L, 1);
   if (!isint)
-    luaL_argerror(L, 1, "the length of the case table is not an integer");
-  if (n < 0 || n > MAXCASES)
-    luaL_argerror(L, 1, n < 0 ? "negative length of the case table"
-                              : "too many cases");
+    luaL_error(L, "bad argument #1 to 'select' (the length of the case table "
+                  "is not an integer)");
+  if (n < 0)
+    luaL_error(L, "bad argument #1 to 'select' (negative length of the case "
+                  "table: %I)", n);
+  if (n > MAXCASES)
+    luaL_error(L, "bad argument #1 to 'select' (too many cases: %I, at most %d)",
+               n, MAXCASES);
   return (int)n;
 }
 
