@@ -301,6 +301,8 @@ void goro_externalwait_done(int64_t n);
 
 /* netpoll/netpoll.c: stop the poller's thread (goro_shutdown). */
 void goro_netpoll_stop(void);
+/* netpoll/netpoll.c: timers pending from before a stop go on (goro_init). */
+void goro_netpoll_restart(void);
 
 /* sysmon.c */
 int goro_sysmon_start(void);

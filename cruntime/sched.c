@@ -1324,6 +1324,7 @@ int goro_init_config(const goro_config *cfg) {
     goro_stack_signals_remove();
     goto nomem;
   }
+  goro_netpoll_restart();
   goro_mutex_unlock(&lifecycle);
   return GORO_OK;
 

@@ -173,6 +173,7 @@ void lvalue_push(lua_State *L, lvalue *v);     /* and release it */
 void lvalue_release(lua_State *L, lvalue *v);
 void lgoro_open_chan(lua_State *L, Universe *U);
 goro_chan *lgoro_checkchan(lua_State *L, int idx);
+void lgoro_chan_dispose(Universe *U, goro_chan *c);   /* free or orphan */
 
 /* ltime.c */
 void lgoro_open_time(lua_State *L, Universe *U);

@@ -7,6 +7,12 @@
 **              counter falls to zero; wait receives from it.  The channel
 **              is the userdata's user value, so a waiter's Lua stack keeps
 **              it alive; after it is closed, the next add makes a new one.
+**
+** Methods check `self` (luaL_checkudata).  A mutex finalised while Lua can
+** still reach it (resurrected by another finaliser, or __gc called by
+** hand) is inert: c == NULL, every method raises.  A waitgroup has no
+** finaliser, but its done channel does: a waitgroup whose channel was
+** finalised raises in the same way.
 */
 #include <string.h>
 
@@ -28,7 +34,10 @@ typedef struct WaitGroup {
 */
 
 static goro_chan *checkmutex(lua_State *L) {
-  return ((Mutex *)luaL_checkudata(L, 1, LGORO_MUTEX))->c;
+  Mutex *mu = luaL_checkudata(L, 1, LGORO_MUTEX);
+  if (mu->c == NULL)
+    luaL_error(L, "goro: mutex used after it was finalised");
+  return mu->c;
 }
 
 static int l_mutex(lua_State *L) {
@@ -78,12 +87,11 @@ static int mutex_unlock(lua_State *L) {
 }
 
 static int mutex_gc(lua_State *L) {
-  Mutex *mu = lua_touserdata(L, 1);
-  if (mu->c && goro_chan_waiting(mu->c))
-    lgoro_orphan(lgoro_universe(L), mu->c);
-  else
-    goro_chan_free(mu->c);
+  Mutex *mu = luaL_checkudata(L, 1, LGORO_MUTEX);
+  goro_chan *c = mu->c;
   mu->c = NULL;
+  if (c)
+    lgoro_chan_dispose(lgoro_universe(L), c);
   return 0;
 }
 
@@ -107,16 +115,23 @@ static int l_waitgroup(lua_State *L) {
   return 1;
 }
 
+/* The done channel on top of the stack, the user value of wg. */
+static goro_chan *wgchan(lua_State *L) {
+  LChan *ch = luaL_testudata(L, -1, LGORO_CHAN);
+  if (ch == NULL || ch->c == NULL)
+    luaL_error(L, "goro: waitgroup used after it was finalised");
+  return ch->c;
+}
+
 /* The done channel of wg at index 1, made if needed; pushed. */
 static goro_chan *donechan(lua_State *L) {
-  if (lua_getiuservalue(L, 1, 1) != LUA_TUSERDATA) {
+  if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
     lua_pop(L, 1);
-    lua_getfield(L, lua_upvalueindex(2), "chan");   /* go.chan */
-    lua_call(L, 0, 1);
+    lgoro_newchan(L, 0);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 1, 1);
   }
-  return lgoro_checkchan(L, -1);
+  return wgchan(L);
 }
 
 static void add(lua_State *L, WaitGroup *wg, lua_Integer n) {
@@ -125,19 +140,17 @@ static void add(lua_State *L, WaitGroup *wg, lua_Integer n) {
     luaL_error(L, "sync: WaitGroup counter overflow");
   if (c < 0)
     luaL_error(L, "sync: negative WaitGroup counter");
-  if (wg->count == 0 && c > 0) {
-    donechan(L);
-    lua_pop(L, 1);
-  }
+  if (wg->count == 0 && c == 0)
+    return;
+  goro_chan *done = donechan(L);   /* checked before anything changes */
   wg->count = c;
-  if (c == 0 && n != 0) {
+  if (c == 0) {
     /* Wake every waiter; the next round gets a new channel. */
-    if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA)
-      goro_chan_close(lgoro_checkchan(L, -1));
-    lua_pop(L, 1);
+    goro_chan_close(done);
     lua_pushnil(L);
     lua_setiuservalue(L, 1, 1);
   }
+  lua_pop(L, 1);
 }
 
 /* wg:add(n) */
@@ -208,8 +221,7 @@ void lgoro_open_sync(lua_State *L, Universe *U) {
   lua_setfield(L, -2, "__tostring");
   lua_createtable(L, 0, 3);
   lua_pushlightuserdata(L, U);
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, wg_methods, 2);
+  luaL_setfuncs(L, wg_methods, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 

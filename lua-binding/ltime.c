@@ -7,6 +7,17 @@
 ** receiver is slow drops ticks.  The value is a number, so the send needs
 ** nothing of the Lua state.  The channel owns the timer: when it is
 ** collected the timer is freed, and no send can race with that.
+**
+** A timer object (go.timer, go.ticker) is a userdata whose user value is
+** its channel.  The channel may be finalised while the timer object is
+** still reachable: at lua_close every finaliser runs, and one that stops a
+** timer may run after the timer's channel was finalised.  The timer is
+** gone then: t:stop() returns false (nothing was pending), t:reset()
+** raises.
+**
+** Durations: NaN raises; zero, negative and -0.0 mean now; anything above
+** MAXSECONDS (math.huge too) is clamped to it, as good as never, so that
+** the conversion to nanoseconds cannot overflow.
 */
 #include <math.h>
 
@@ -14,13 +25,15 @@
 
 #define LGORO_TIMER "goro.timer"
 
+#define MAXSECONDS 9e9   /* ~285 years: 9e18 ns, below INT64_MAX */
+
 static int64_t checkduration(lua_State *L, int arg) {
   lua_Number s = luaL_checknumber(L, arg);
   luaL_argcheck(L, !isnan(s), arg, "not a number");
-  if (s <= 0)
+  if (!(s > 0))
     return 0;
-  if (s > 9e9)   /* ~285 years: as good as forever, and no overflow */
-    s = 9e9;
+  if (s > MAXSECONDS)
+    s = MAXSECONDS;
   return (int64_t)(s * 1e9);
 }
 
@@ -68,13 +81,14 @@ static int l_after(lua_State *L) {
   return 1;
 }
 
-/* A timer object: a userdata whose user value is its channel (t.c). */
-static LChan *checktimer(lua_State *L) {
+/* The timer of timer object `self`, or NULL once its channel was
+** finalised. */
+static goro_timer *checktimer(lua_State *L) {
   luaL_checkudata(L, 1, LGORO_TIMER);
   lua_getiuservalue(L, 1, 1);
-  LChan *ch = lua_touserdata(L, -1);
+  LChan *ch = luaL_testudata(L, -1, LGORO_CHAN);
   lua_pop(L, 1);   /* the timer object keeps it */
-  return ch;
+  return ch && ch->c ? ch->timer : NULL;
 }
 
 static void newtimer(lua_State *L, int64_t ns, int64_t period) {
@@ -93,28 +107,34 @@ static int l_timer(lua_State *L) {
 /* go.ticker(seconds) -> t */
 static int l_ticker(lua_State *L) {
   int64_t ns = checkduration(L, 1);
-  luaL_argcheck(L, ns > 0, 1, "non-positive interval for ticker");
+  luaL_argcheck(L, ns > 0 || luaL_checknumber(L, 1) > 0, 1,
+                "non-positive interval for ticker");
+  if (ns == 0)
+    ns = 1;   /* positive, below a nanosecond */
   newtimer(L, ns, ns);
   return 1;
 }
 
 /* t:stop() -> true if it stopped a pending timer */
 static int timer_stop(lua_State *L) {
-  LChan *ch = checktimer(L);
-  lua_pushboolean(L, goro_timer_stop(ch->timer));
+  goro_timer *t = checktimer(L);
+  lua_pushboolean(L, t != NULL && goro_timer_stop(t));
   return 1;
 }
 
 /* t:reset(seconds) -> true if the timer was pending */
 static int timer_reset(lua_State *L) {
-  LChan *ch = checktimer(L);
+  goro_timer *t = checktimer(L);
   int64_t ns = checkduration(L, 2);
-  lua_pushboolean(L, goro_timer_reset(ch->timer, ns));
+  if (t == NULL)
+    return luaL_error(L, "goro: timer used after it was finalised");
+  lua_pushboolean(L, goro_timer_reset(t, ns));
   return 1;
 }
 
 /* t.c, and the methods */
 static int timer_index(lua_State *L) {
+  luaL_checkudata(L, 1, LGORO_TIMER);
   const char *k = luaL_checkstring(L, 2);
   if (k[0] == 'c' && k[1] == '\0') {
     lua_getiuservalue(L, 1, 1);

@@ -19,6 +19,29 @@
 **
 ** Pending waits are counted (goro_externalwait_add): while any exists, the
 ** deadlock check knows that something may still wake a goroutine.
+**
+** Timer objects (goro_timer_*) are shared between their owner, on any
+** thread, and the netpoll thread.  The protocol:
+**
+**   state     atomic: a generation (each reset makes a new one) and a kind,
+**             IDLE, PENDING, FIRING or DONE.  The owner disarms a timer
+**             (PENDING -> IDLE, DONE) and arms it (-> PENDING, next
+**             generation); the netpoll thread fires it (PENDING -> FIRING
+**             -> PENDING or DONE), and only for the generation its handle
+**             was started for, so a handle started before a reset can never
+**             fire for the reset timer.  Nobody changes a FIRING state but
+**             the netpoll thread: a disarm waits it out, so after stop and
+**             free return, fn runs no more.
+**   when      the deadline: owned by the netpoll thread.  The owner does
+**             not write it; a start or a reset sends the new deadline in
+**             its request, with its generation, and the netpoll thread
+**             takes it only if that generation is still the timer's.
+**   period    set at the start, read-only afterwards.
+**
+** Timer objects outlive a stop of the poller (a runtime restart): the
+** loop is closed with their handles, and goro_netpoll_restart (at
+** goro_init) starts the poller again when any is pending, so that it fires
+** on time even if nothing else asks the poller for anything.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,18 +89,34 @@ struct goro_fd {
 
 struct goro_timer {
   struct goro_timer *next, *prev;   /* every timer object (timerslock) */
-  _Atomic int state;           /* TIMER_* */
-  int64_t when, period;
+  _Atomic uint64_t state;      /* generation << 2 | TIMER_* */
+  int64_t period;              /* read-only after the start */
   goro_timer_fn fn;
   void *ud;
   _Atomic bool freeing;
-  uv_timer_t handle;           /* netpoll thread only */
+  /* netpoll thread only (and goro_netpoll_stop, once it has joined it) */
+  int64_t when;
+  uint64_t armed;              /* the generation the handle runs for */
+  uv_timer_t handle;
   bool handle_init;
 };
 
 /* FIRING: fn is running on the netpoll thread; stop waits it out, so that
 ** after goro_timer_stop or goro_timer_free returns fn runs no more. */
 enum { TIMER_IDLE, TIMER_PENDING, TIMER_FIRING, TIMER_DONE };
+
+#define TIMER_KIND(s) ((int)((s) & 3))
+#define TIMER_GEN(s) ((s) >> 2)
+#define TIMER_STATE(gen, kind) ((gen) << 2 | (uint64_t)(kind))
+
+/* A request about a timer object: which generation it is for, and (start)
+** its deadline, or WHEN_KEEP for the one it had (a restart). */
+typedef struct timer_req {
+  goro_pollop op;              /* first: handle() frees the request */
+  uint64_t gen;
+} timer_req;
+
+#define WHEN_KEEP INT64_MIN
 
 /* A getaddrinfo request: its arguments, and the op of the waiter. */
 typedef struct gai_req {
@@ -118,6 +157,20 @@ static timernode *freetimers, *alltimernodes;
 
 int64_t goro_now(void) {
   return goro_nanotime();
+}
+
+/* Now + ns, saturated: a duration of centuries is as good as never, and
+** must not wrap to the past. */
+static int64_t deadline_after(int64_t ns) {
+  int64_t now = goro_now();
+  if (ns <= 0)
+    return now;
+  return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
+/* ns in ms, rounded up, without overflow. */
+static uint64_t ns_to_ms(int64_t ns) {
+  return ns <= 0 ? 0 : (uint64_t)(ns / 1000000 + (ns % 1000000 != 0));
 }
 
 
@@ -211,8 +264,8 @@ static void timer_put(uv_timer_t *t) {
 
 /* ms until `when`, rounded up: libuv's timers count milliseconds. */
 static uint64_t ms_until(int64_t when) {
-  int64_t d = when - goro_now();
-  return d <= 0 ? 0 : (uint64_t)((d + 999999) / 1000000);
+  int64_t now = goro_now();
+  return when <= now ? 0 : ns_to_ms(when - now);
 }
 
 static void fd_update(goro_fd *f);
@@ -366,40 +419,52 @@ static void fd_close(goro_fd *f) {
 ** =======================================================
 */
 
-static void timer_object_free(goro_timer *t);
-
 static void on_timer_object(uv_timer_t *h) {
   goro_timer *t = h->data;
-  int pending = TIMER_PENDING;
+  uint64_t s = atomic_load(&t->state);
+  if (TIMER_KIND(s) != TIMER_PENDING || TIMER_GEN(s) != t->armed) {
+    /* Stopped, or reset: a request on its way starts it again if needed. */
+    uv_timer_stop(h);
+    return;
+  }
   if (t->period == 0 && goro_now() < t->when) {   /* as in on_wait_timer */
     uint64_t ms = ms_until(t->when);
     uv_timer_start(h, on_timer_object, ms ? ms : 1, 0);
     return;
   }
-  if (!atomic_compare_exchange_strong(&t->state, &pending, TIMER_FIRING))
-    return;   /* stopped meanwhile */
+  uint64_t gen = TIMER_GEN(s);
+  if (!atomic_compare_exchange_strong(&t->state, &s, TIMER_STATE(gen, TIMER_FIRING)))
+    return;   /* stopped or reset meanwhile */
   t->fn(t->ud, goro_now());
   if (t->period > 0) {
-    atomic_store(&t->state, TIMER_PENDING);
+    atomic_store(&t->state, TIMER_STATE(gen, TIMER_PENDING));
   } else {
-    atomic_store(&t->state, TIMER_DONE);
+    atomic_store(&t->state, TIMER_STATE(gen, TIMER_DONE));
     goro_externalwait_done(1);
   }
 }
 
-static void timer_object_start(goro_timer *t) {
-  if (t->freeing)
+/* Start (or stop) t's handle as generation `gen` wants it, with deadline
+** `when` (WHEN_KEEP: t->when). */
+static void timer_object_start(goro_timer *t, uint64_t gen, int64_t when) {
+  if (atomic_load(&t->freeing))
     return;
   if (!t->handle_init) {
     uv_timer_init(&loop, &t->handle);
     t->handle.data = t;
     t->handle_init = true;
   }
-  if (atomic_load(&t->state) != TIMER_PENDING) {
+  uint64_t s = atomic_load(&t->state);
+  if (TIMER_GEN(s) != gen)
+    return;   /* reset since: that request follows this one */
+  if (TIMER_KIND(s) != TIMER_PENDING) {
     uv_timer_stop(&t->handle);
     return;
   }
-  uint64_t period_ms = t->period > 0 ? (uint64_t)((t->period + 999999) / 1000000) : 0;
+  if (when != WHEN_KEEP)
+    t->when = when;
+  t->armed = gen;
+  uint64_t period_ms = ns_to_ms(t->period);
   if (t->period > 0 && period_ms == 0)
     period_ms = 1;
   uv_timer_start(&t->handle, on_timer_object, ms_until(t->when), period_ms);
@@ -530,13 +595,13 @@ static void handle(goro_pollop *op) {
       free(op);
       break;
     case REQ_TIMER_START:
-      timer_object_start((goro_timer *)op->timer);
+      timer_object_start((goro_timer *)op->timer, ((timer_req *)op)->gen, op->when);
       free(op);
       break;
     case REQ_TIMER_STOP: {
       goro_timer *t = op->timer;
       free(op);
-      if (t->handle_init && atomic_load(&t->state) != TIMER_PENDING)
+      if (t->handle_init && TIMER_KIND(atomic_load(&t->state)) != TIMER_PENDING)
         uv_timer_stop(&t->handle);
       break;
     }
@@ -611,6 +676,7 @@ static void *netpoll_main(void *arg) {
 }
 
 static void submit(goro_pollop *op);
+static timer_req *timer_req_new(goro_timer *t, int kind, uint64_t gen, int64_t when);
 
 static int netpoll_start(void) {
   if (atomic_load_explicit(&started, memory_order_acquire))
@@ -641,14 +707,13 @@ static int netpoll_start(void) {
     ** runtime): those still pending go on on the new loop. */
     goro_mutex_lock(&timerslock);
     for (goro_timer *t = alltimers; rc == GORO_OK && t; t = t->next) {
-      if (atomic_load(&t->state) != TIMER_PENDING)
+      uint64_t s = atomic_load(&t->state);
+      if (TIMER_KIND(s) != TIMER_PENDING)
         continue;
-      goro_pollop *op = calloc(1, sizeof *op);
-      if (op == NULL)
+      timer_req *r = timer_req_new(t, REQ_TIMER_START, TIMER_GEN(s), WHEN_KEEP);
+      if (r == NULL)
         break;
-      op->kind = REQ_TIMER_START;
-      op->timer = t;
-      submit(op);
+      submit(&r->op);
     }
     goro_mutex_unlock(&timerslock);
   }
@@ -667,6 +732,19 @@ static void submit(goro_pollop *op) {
   } while (!atomic_compare_exchange_weak(&requests, &head, op));
   if (head == NULL)   /* the first since the last drain wakes the loop */
     uv_async_send(&wakeup);
+}
+
+/* Called by goro_init: timer objects still pending from before a stop
+** go on, on a new loop, though nothing else may ask for the poller (a
+** goroutine waiting on a timer's channel does not). */
+void goro_netpoll_restart(void) {
+  bool pending = false;
+  goro_mutex_lock(&timerslock);
+  for (goro_timer *t = alltimers; t && !pending; t = t->next)
+    pending = TIMER_KIND(atomic_load(&t->state)) == TIMER_PENDING;
+  goro_mutex_unlock(&timerslock);
+  if (pending)
+    netpoll_start();   /* on failure, the next request tries again */
 }
 
 /* Called by goro_shutdown once every M has exited, before any goroutine is
@@ -755,14 +833,14 @@ static int wait_k(goro_pollop *op, const char *reason, goro_fn k, void *karg) {
 int goro_sleep(int64_t ns) {
   if (ns <= 0)
     return GORO_OK;
-  goro_pollop op = { .kind = REQ_SLEEP, .when = goro_now() + ns };
+  goro_pollop op = { .kind = REQ_SLEEP, .when = deadline_after(ns) };
   return wait_blocking(&op, "sleep");
 }
 
 int goro_sleep_k(int64_t ns, goro_pollop *op, goro_fn k, void *karg) {
   if (ns <= 0)
     return GORO_OK;
-  *op = (goro_pollop){ .kind = REQ_SLEEP, .when = goro_now() + ns };
+  *op = (goro_pollop){ .kind = REQ_SLEEP, .when = deadline_after(ns) };
   return wait_k(op, "sleep", k, karg);
 }
 
@@ -836,54 +914,55 @@ void goro_fd_close(goro_fd *f) {
   submit(op);
 }
 
+static timer_req *timer_req_new(goro_timer *t, int kind, uint64_t gen, int64_t when) {
+  timer_req *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return NULL;
+  r->op.kind = kind;
+  r->op.timer = t;
+  r->op.when = when;
+  r->gen = gen;
+  return r;
+}
+
 goro_timer *goro_timer_start(int64_t ns, int64_t period, goro_timer_fn fn, void *ud) {
   if (netpoll_start() != GORO_OK)
     return NULL;
   goro_timer *t = calloc(1, sizeof *t);
-  goro_pollop *op = calloc(1, sizeof *op);
-  if (t == NULL || op == NULL) {
+  int64_t when = deadline_after(ns);
+  timer_req *r = timer_req_new(t, REQ_TIMER_START, 0, when);
+  if (t == NULL || r == NULL) {
     free(t);
-    free(op);
+    free(r);
     return NULL;
   }
+  t->fn = fn;
+  t->ud = ud;
+  t->period = period > 0 ? period : 0;
+  t->when = when;   /* not shared yet */
+  atomic_store(&t->state, TIMER_STATE(0, TIMER_PENDING));
+  goro_externalwait_add(1);
   goro_mutex_lock(&timerslock);
   t->next = alltimers;
   if (alltimers) alltimers->prev = t;
   alltimers = t;
   goro_mutex_unlock(&timerslock);
-  t->fn = fn;
-  t->ud = ud;
-  t->period = period > 0 ? period : 0;
-  t->when = goro_now() + (ns > 0 ? ns : 0);
-  atomic_store(&t->state, TIMER_PENDING);
-  goro_externalwait_add(1);
-  op->kind = REQ_TIMER_START;
-  op->timer = t;
-  submit(op);
+  submit(&r->op);
   return t;
 }
 
-static bool timer_request(goro_timer *t, int kind) {
-  goro_pollop *op = calloc(1, sizeof *op);
-  if (op == NULL)
-    return false;
-  op->kind = kind;
-  op->timer = t;
-  submit(op);
-  return true;
-}
-
-/* PENDING -> IDLE, waiting out a fn that runs right now. */
+/* PENDING -> `to`, waiting out a fn that runs right now.  True if it was
+** pending. */
 static bool timer_disarm(goro_timer *t, int to) {
   for (;;) {
-    int s = atomic_load(&t->state);
-    if (s == TIMER_FIRING) {
+    uint64_t s = atomic_load(&t->state);
+    if (TIMER_KIND(s) == TIMER_FIRING) {
       goro_cpu_relax();
       continue;
     }
-    if (s != TIMER_PENDING)
+    if (TIMER_KIND(s) != TIMER_PENDING)
       return false;
-    if (atomic_compare_exchange_weak(&t->state, &s, to)) {
+    if (atomic_compare_exchange_weak(&t->state, &s, TIMER_STATE(TIMER_GEN(s), to))) {
       goro_externalwait_done(1);
       return true;
     }
@@ -893,16 +972,37 @@ static bool timer_disarm(goro_timer *t, int to) {
 bool goro_timer_stop(goro_timer *t) {
   if (!timer_disarm(t, TIMER_IDLE))
     return false;
-  timer_request(t, REQ_TIMER_STOP);
+  /* The handle stops on the netpoll thread; if it fires first, it finds
+  ** the timer IDLE and does nothing. */
+  timer_req *r = timer_req_new(t, REQ_TIMER_STOP, 0, 0);
+  if (r)
+    submit(&r->op);
   return true;
 }
 
+/* Disarm, then arm a new generation, whose request carries the deadline:
+** the old handle, should it fire before that request is served, finds a
+** generation that is not its own and does nothing. */
 bool goro_timer_reset(goro_timer *t, int64_t ns) {
-  bool was = goro_timer_stop(t);
-  t->when = goro_now() + (ns > 0 ? ns : 0);
-  atomic_store(&t->state, TIMER_PENDING);
+  timer_req *r = timer_req_new(t, REQ_TIMER_START, 0, deadline_after(ns));
+  if (r == NULL)
+    goro_throw("netpoll: out of memory");
+  bool was = timer_disarm(t, TIMER_IDLE);
   goro_externalwait_add(1);
-  timer_request(t, REQ_TIMER_START);
+  uint64_t s = atomic_load(&t->state), gen;
+  do {
+    while (TIMER_KIND(s) == TIMER_FIRING || TIMER_KIND(s) == TIMER_PENDING) {
+      /* Only another reset, racing with this one, gets here. */
+      if (TIMER_KIND(s) == TIMER_PENDING && timer_disarm(t, TIMER_IDLE))
+        was = true;
+      else
+        goro_cpu_relax();
+      s = atomic_load(&t->state);
+    }
+    gen = TIMER_GEN(s) + 1;
+  } while (!atomic_compare_exchange_weak(&t->state, &s, TIMER_STATE(gen, TIMER_PENDING)));
+  r->gen = gen;
+  submit(&r->op);
   return was;
 }
 
@@ -912,9 +1012,11 @@ void goro_timer_free(goro_timer *t) {
   if (t == NULL)
     return;
   timer_disarm(t, TIMER_DONE);
-  t->freeing = true;
-  if (!timer_request(t, REQ_TIMER_FREE))
+  atomic_store(&t->freeing, true);
+  timer_req *r = timer_req_new(t, REQ_TIMER_FREE, 0, 0);
+  if (r == NULL)
     goro_throw("netpoll: out of memory");
+  submit(&r->op);
 }
 
 int goro_getaddrinfo(const char *node, const char *service,

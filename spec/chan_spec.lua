@@ -311,6 +311,110 @@ describe("channels", function()
     requests:close()
   end)
 
+  describe("checks self", function()
+    -- Everything a channel function could be handed instead of a channel.
+    local function strangers()
+      local t = go.timer(60)
+      t:stop()
+      return {
+        { "nil", nil }, { "a number", 42 }, { "a string", "goro.chan" },
+        { "a table", {} }, { "a function", print },
+        { "a coroutine", coroutine.create(print) }, { "io.stdout", io.stdout },
+        { "a mutex", go.mutex() }, { "a waitgroup", go.waitgroup() },
+        { "a timer", t },
+      }
+    end
+
+    -- Every function of a channel, by name, with arguments after self.
+    local function functions()
+      local ch = go.chan(1)
+      local mt = getmetatable(ch)
+      return {
+        send = { mt.__index.send, 1 }, recv = { mt.__index.recv },
+        close = { mt.__index.close }, len = { mt.__index.len },
+        cap = { mt.__index.cap }, iter = { mt.__index.iter },
+        ["the iterator of iter"] = { (ch:iter()) },
+        __gc = { mt.__gc }, __len = { mt.__len }, __tostring = { mt.__tostring },
+      }
+    end
+
+    for _, name in ipairs(H.sorted_keys(functions())) do
+      it(name .. " raises for any self that is not a channel", function()
+        local f = functions()[name]
+        for _, s in ipairs(strangers()) do
+          local ok, err = pcall(f[1], s[2], table.unpack(f, 2))
+          assert.is_false(ok, name .. " accepted " .. s[1])
+          assert.matches("goro.chan expected", err, 1, true, name .. " with " .. s[1])
+        end
+      end)
+    end
+
+    it("a mutex's __gc on a channel leaves the channel working", function()
+      local ch = go.chan(1)
+      local gc = getmetatable(go.mutex()).__gc
+      assert.is_false((pcall(gc, ch)))
+      ch:send("still here")
+      assert.equal("still here", (ch:recv()))
+    end)
+  end)
+
+  describe("once finalised", function()
+    local FINALISED = "goro: channel used after it was finalised"
+
+    -- A channel whose __gc has run, and which Lua still reaches.
+    local function finalised_chan()
+      local ch = go.chan(2)
+      ch:send("buffered")
+      ch:send({})
+      getmetatable(ch).__gc(ch)
+      return ch
+    end
+
+    it("every method raises a clear error", function()
+      local ch = finalised_chan()
+      local calls = {
+        send = function() ch:send(1) end, recv = function() ch:recv() end,
+        close = function() ch:close() end, len = function() return ch:len() end,
+        cap = function() return ch:cap() end, ["#"] = function() return #ch end,
+        iter = function() for _ in ch:iter() do end end,
+        select = function() go.select{ ch, default = true } end,
+        ["select send"] = function() go.select{ { ch, 1 }, default = true } end,
+      }
+      for _, name in ipairs(H.sorted_keys(calls)) do
+        local ok, err = pcall(calls[name])
+        assert.is_false(ok, name)
+        assert.matches(FINALISED, err, 1, true, name)
+      end
+    end)
+
+    it("a second __gc does nothing, tostring still works", function()
+      local ch = finalised_chan()
+      getmetatable(ch).__gc(ch)
+      assert.matches("^goro%.chan %(finalised%)", tostring(ch))
+    end)
+
+    it("a send to it keeps nothing: the value is collected", function()
+      local ch = finalised_chan()
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local t = {}
+        weak[1] = t
+        assert.is_false((pcall(ch.send, ch, t)))
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(weak[1])
+    end)
+
+    it("raises in a goroutine too, which goes on", function()
+      local ch = finalised_chan()
+      local out = H.async(function() return pcall(ch.recv, ch) end)
+      local r = out:recv()
+      assert.is_false(r[1])
+      assert.matches(FINALISED, r[2], 1, true)
+    end)
+  end)
+
   for _, procs in ipairs(H.PROCS) do
     describe("with " .. procs .. " P", function()
       before_each(function() H.use_procs(procs) end)

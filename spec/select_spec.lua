@@ -202,6 +202,125 @@ describe("go.select", function()
     assert.is_true(ok)
   end)
 
+  describe("keeps what it waits on alive", function()
+    -- The case table is changed and garbage collected while the select
+    -- waits.  The goroutine that does it runs only once the main thread
+    -- has given up the token, which it does in the select (the yield
+    -- before gives it a fresh time slice, so no preemption comes between).
+
+    it("the channel of a send case", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      local fallback = go.chan()
+      local function cases_of()   -- no register of the test keeps ch
+        local ch = go.chan()
+        weak.ch = ch
+        return { { ch, "sent" }, fallback }
+      end
+      local cases = cases_of()
+      local entered, seen = false, false
+      go(function()
+        while not entered do go.yield() end
+        cases[1] = false
+        collectgarbage()
+        collectgarbage()
+        local ch = weak.ch
+        seen = ch ~= nil
+        if ch then
+          ch:recv()
+        else
+          fallback:send("collected")
+        end
+      end)
+      go.yield()
+      entered = true
+      local i = go.select(cases)
+      assert.is_true(seen, "the channel was collected while the select waited on it")
+      assert.equal(1, i)
+    end)
+
+    it("a go.after case: its timer still fires", function()
+      local deadline = go.after(5 * H.SLOW)
+      local function cases_of() return { go.after(0.05), deadline } end
+      local cases = cases_of()
+      local entered = false
+      go(function()
+        while not entered do go.yield() end
+        cases[1] = go.after(0.05)   -- not the select's: it took its channels
+        collectgarbage()
+        collectgarbage()
+      end)
+      go.yield()
+      entered = true
+      local i, v = go.select(cases)
+      assert.equal(1, i, "the go.after was collected and its timer freed")
+      assert.equal("number", type(v))
+    end)
+
+    it("in a goroutine, whose case table main changes", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      local fallback, result = go.chan(), go.chan(1)
+      local function cases_of()
+        local ch = go.chan()
+        weak.ch = ch
+        return { ch, fallback }
+      end
+      local cases = cases_of()
+      local entered = false
+      go(function()
+        go.yield()   -- a fresh time slice
+        entered = true
+        result:send(H.pack(go.select(cases)))
+      end)
+      -- The goroutine keeps the token from `entered` until its select
+      -- blocks.
+      while not entered do go.yield() end
+      cases[1] = false
+      collectgarbage()
+      collectgarbage()
+      local ch = weak.ch
+      if ch then
+        ch:send("sent")
+      else
+        fallback:send("collected")
+      end
+      local r = result:recv()
+      assert.equal(1, r[1], "the channel was collected while the select waited on it")
+      assert.equal("sent", r[2])
+    end)
+  end)
+
+  describe("checks its case table", function()
+    it("a length that is huge, negative or not an integer raises", function()
+      local lengths = { 2^32, 2^32 + 1, math.maxinteger, 65536, -1, math.mininteger,
+                        1.5, 0/0, math.huge, "x" }
+      for _, len in ipairs(lengths) do
+        local cases = setmetatable({ default = true }, { __len = function() return len end })
+        local ok, err = pcall(go.select, cases)
+        assert.is_false(ok, "length " .. tostring(len) .. " accepted")
+        assert.matches("bad argument #1 to 'select' (", err, 1, true)
+      end
+      local cases = setmetatable({ default = true }, { __len = function() return 2^32 end })
+      assert.error_matches(function() go.select(cases) end, "too many cases", 1, true)
+    end)
+
+    it("an unknown option or key raises, naming it", function()
+      local a = go.chan(1)
+      assert.error_matches(function() go.select{ a, defualt = true } end,
+                           "bad argument #1 to 'select' (unknown option 'defualt')", 1, true)
+      assert.error_matches(function() go.select{ a, [3] = a, default = true } end,
+                           "case 3 out of 1..1", 1, true)
+      assert.error_matches(function() go.select{ a, [1.5] = a, default = true } end,
+                           "unexpected number key", 1, true)
+      assert.error_matches(function() go.select{ a, [{}] = 1 } end,
+                           "unexpected table key", 1, true)
+      assert.error_matches(function() go.select{ a, default = "yes" } end,
+                           "bad option 'default' to 'select' (boolean expected, got string)", 1, true)
+      assert.is_nil(go.select{ a, default = true })
+      a:send(1)
+      assert.equal(1, (go.select{ a, default = false }))
+    end)
+  end)
+
   for _, procs in ipairs(H.PROCS) do
     describe("with " .. procs .. " P", function()
       before_each(function() H.use_procs(procs) end)

@@ -224,3 +224,72 @@ describe("go.mutex", function()
     end)
   end
 end)
+
+describe("go.mutex and go.waitgroup check self", function()
+  H.check_goroutines(before_each, after_each)
+
+  -- Everything a method could be handed instead of its object.
+  local function strangers()
+    local t = go.timer(60)
+    t:stop()
+    return {
+      { "nil", nil }, { "a number", 42 }, { "a string", "goro.mutex" },
+      { "a table", {} }, { "a function", print },
+      { "a coroutine", coroutine.create(print) }, { "io.stdout", io.stdout },
+      { "a channel", go.chan(1) }, { "a timer", t },
+    }
+  end
+
+  local function check(kind, other, fs)
+    for _, name in ipairs(H.sorted_keys(fs)) do
+      it(kind .. ":" .. name .. " raises for any self that is not a " .. kind, function()
+        local f = fs[name]
+        local selves = strangers()
+        selves[#selves + 1] = { "a " .. other, other == "mutex" and go.mutex() or go.waitgroup() }
+        for _, s in ipairs(selves) do
+          local ok, err = pcall(f[1], s[2], table.unpack(f, 2))
+          assert.is_false(ok, name .. " accepted " .. s[1])
+          assert.matches("goro." .. kind .. " expected", err, 1, true, name .. " with " .. s[1])
+        end
+      end)
+    end
+  end
+
+  local mmt, wmt = getmetatable(go.mutex()), getmetatable(go.waitgroup())
+  check("mutex", "waitgroup", {
+    lock = { mmt.__index.lock }, unlock = { mmt.__index.unlock },
+    trylock = { mmt.__index.trylock }, __gc = { mmt.__gc },
+  })
+  check("waitgroup", "mutex", {
+    add = { wmt.__index.add, 1 }, done = { wmt.__index.done },
+    wait = { wmt.__index.wait }, __tostring = { wmt.__tostring },
+  })
+
+  it("a channel's __gc on a mutex leaves the mutex working", function()
+    local mu = go.mutex()
+    assert.is_false((pcall(getmetatable(go.chan()).__gc, mu)))
+    mu:lock()
+    assert.is_false(mu:trylock())
+    mu:unlock()
+  end)
+
+  it("a mutex whose __gc has run raises a clear error, a second __gc does nothing", function()
+    local mu = go.mutex()
+    mu:lock()
+    getmetatable(mu).__gc(mu)
+    getmetatable(mu).__gc(mu)
+    for _, m in ipairs{ "lock", "unlock", "trylock" } do
+      assert.error_matches(function() mu[m](mu) end, "goro: mutex used after it was finalised", 1, true)
+    end
+  end)
+
+  it("a waitgroup whose done channel was finalised raises a clear error", function()
+    local wg = go.waitgroup()
+    wg:add(2)
+    local ch = debug.getuservalue(wg, 1)
+    getmetatable(ch).__gc(ch)
+    assert.error_matches(function() wg:done() end, "goro: waitgroup used after it was finalised", 1, true)
+    assert.error_matches(function() wg:wait() end, "goro: waitgroup used after it was finalised", 1, true)
+    assert.equal("goro.waitgroup(2)", tostring(wg))   -- the failed done changed nothing
+  end)
+end)

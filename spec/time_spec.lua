@@ -604,6 +604,149 @@ describe("time", function()
       assert.is_nil(weak[1])
     end)
   end)
+
+  describe("timers across go.gomaxprocs()", function()
+    it("pending timers fire after the restart with nothing else for the poller to do", function()
+      -- After the restart, only receives: no sleep, no new timer, no
+      -- select with a timeout (any of which used to wake the poller).
+      child_ok([[
+        local go = require "goro"
+        local after, t, tk = go.after(0.05), go.timer(0.05), go.ticker(0.02)
+        go(function() end)
+        go.wait()
+        go.gomaxprocs(go.gomaxprocs() == 1 and 2 or 1)
+        assert(type(after:recv()) == "number", "go.after")
+        assert(type(t.c:recv()) == "number", "go.timer")
+        assert(type(tk.c:recv()) == "number", "go.ticker")
+        assert(type(tk.c:recv()) == "number", "go.ticker, twice")
+        tk:stop()
+        print("ok")
+      ]])
+    end)
+
+    it("a timer stopped, reset or made while the runtime is stopped works", function()
+      child_ok([[
+        local go = require "goro"
+        local t, stopped = go.timer(0.05), go.timer(60)
+        go(function() end)
+        go.wait()
+        go.gomaxprocs(go.gomaxprocs() == 1 and 2 or 1)
+        -- the runtime starts again at its next use
+        assert(stopped:stop() == true, "stop")
+        assert(stopped:reset(0.01) == false, "reset")
+        local a = go.after(0.01)
+        assert(type(a:recv()) == "number", "go.after")
+        assert(type(stopped.c:recv()) == "number", "the reset timer")
+        assert(type(t.c:recv()) == "number", "the pending timer")
+        print("ok")
+      ]])
+    end)
+  end)
+
+  describe("timer objects", function()
+    local function strangers()
+      return {
+        { "nil", nil }, { "a number", 42 }, { "a string", "goro.timer" },
+        { "a table", {} }, { "a function", print },
+        { "a coroutine", coroutine.create(print) }, { "io.stdout", io.stdout },
+        { "a channel", go.chan(1) }, { "a mutex", go.mutex() },
+        { "a waitgroup", go.waitgroup() },
+      }
+    end
+
+    it("every method raises for any self that is not a timer", function()
+      local t = go.timer(60)
+      t:stop()
+      local mt = getmetatable(t)
+      local fs = { stop = { mt.stop }, reset = { mt.reset, 1 }, __index = { mt.__index, "c" } }
+      for _, name in ipairs(H.sorted_keys(fs)) do
+        local f = fs[name]
+        for _, s in ipairs(strangers()) do
+          local ok, err = pcall(f[1], s[2], table.unpack(f, 2))
+          assert.is_false(ok, name .. " accepted " .. s[1])
+          assert.matches("goro.timer expected", err, 1, true, name .. " with " .. s[1])
+        end
+      end
+    end)
+
+    it("once its channel is finalised, stop returns false and reset raises", function()
+      for _, make in ipairs{ go.timer, go.ticker } do
+        local t = make(60)
+        getmetatable(t.c).__gc(t.c)
+        assert.is_false(t:stop())
+        assert.is_false(t:stop())
+        assert.error_matches(function() t:reset(1) end,
+                             "goro: timer used after it was finalised", 1, true)
+        assert.error_matches(function() t.c:recv() end,
+                             "goro: channel used after it was finalised", 1, true)
+      end
+    end)
+
+    it("stopped or reset by a finaliser at exit, after their channels were finalised", function()
+      -- lua_close runs the finalisers in the reverse order of their
+      -- objects: the table's, made first, runs last.
+      local status, out, err = H.run_child(pending, [[
+        local go = require "goro"
+        local t, tk
+        setmetatable({}, { __gc = function()
+          print(t:stop(), tk:stop())
+          print(pcall(t.reset, t, 1))
+        end })
+        t, tk = go.timer(10), go.ticker(10)
+      ]], {}, { timeout = 20 })
+      assert.equal(0, status, H.describe_child(status, out, err))
+      assert.matches("^false\tfalse\nfalse\t[^\n]*goro: timer used after it was finalised\n$", out)
+    end)
+  end)
+
+  describe("durations", function()
+    it("NaN raises", function()
+      local nan = 0 / 0
+      local t = go.timer(60)
+      for name, f in pairs{ sleep = go.sleep, after = go.after, timer = go.timer,
+                            ticker = go.ticker, reset = function(d) t:reset(d) end } do
+        assert.error_matches(function() f(nan) end, "not a number", 1, true, name)
+      end
+      assert.is_true(t:stop())   -- the failed reset left it pending
+    end)
+
+    it("huge ones are as good as never, and do not overflow", function()
+      for _, d in ipairs{ math.huge, 1e300, 2^63, math.maxinteger, 9e9 + 1, 9e9 } do
+        assert.is_nil(poll(go.after(d)), tostring(d))
+        local t = go.timer(d)
+        assert.is_nil(poll(t.c))
+        assert.is_true(t:stop(), tostring(d))
+        local tk = go.ticker(d)
+        assert.is_nil(poll(tk.c))
+        assert.is_true(tk:stop(), tostring(d))
+        local r = go.timer(0)
+        r.c:recv()
+        assert.is_false(r:reset(d))
+        assert.is_nil(poll(r.c))
+        assert.is_true(r:stop())
+      end
+    end)
+
+    it("zero, negative, -0.0 and -math.huge mean now", function()
+      for _, d in ipairs{ 0, -0.0, -1, -math.huge, math.mininteger, -1e300 } do
+        go.sleep(d)
+        assert.equal("number", type(go.after(d):recv()))
+        local t = go.timer(60)
+        assert.is_true(t:reset(d))
+        assert.equal("number", type(t.c:recv()))
+      end
+    end)
+
+    it("a ticker's period must be positive; below a nanosecond counts as one", function()
+      for _, d in ipairs{ 0, -0.0, -1, -math.huge, math.mininteger } do
+        assert.error_matches(function() go.ticker(d) end, "non-positive interval", 1, true, tostring(d))
+      end
+      local tk = go.ticker(1e-12)
+      assert.equal("number", type(tk.c:recv()))
+      assert.equal("number", type(tk.c:recv()))
+      assert.is_true(tk:stop())
+    end)
+  end)
 end)
 
 -- The deadlock rule knows about timers: a goroutine waiting for a timer is
