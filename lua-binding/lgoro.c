@@ -216,6 +216,10 @@ static void lg_run(void *arg) {
   lua_State *L = lg->L;
   int nargs = lg->nargs;
   lg->nargs = 0;
+  if (lg->fresh) {
+    lg->fresh = false;
+    nargs = lgoro_unguard(L, nargs);
+  }
   lgoro_finish_op_k(lg);
   for (;;) {
     int nres;
@@ -286,6 +290,7 @@ static LG *lg_get(lua_State *L, Universe *U) {
   if (lg == NULL)
     luaL_error(L, "goro: out of memory");
   lg->L = lua_newthread(L);
+  lgoro_mark_thread(L, U);
   lg->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return lg;
 }
@@ -325,11 +330,13 @@ static int l_spawn(lua_State *L) {
   lua_State *co = lg->L;
   lg->U = U;
   lg->nargs = n - 1;
-  if (!lua_checkstack(co, n)) {
+  if (!lua_checkstack(co, n + 1)) {
     lg_put(U, lg);
     return luaL_error(L, "goro: too many arguments");
   }
   lua_xmove(L, co, n);   /* the function and its arguments */
+  lua_pushcfunction(co, lgoro_start_guard);   /* lblock.c, coroutine.* */
+  lg->fresh = true;
   goro_spawn_opts opts = { U->token, lg, LG_STACKSIZE };
   int64_t id = goro_spawn_ex(lg_run, lg, &opts);
   if (id < 0) {

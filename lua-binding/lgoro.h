@@ -83,6 +83,7 @@ struct LG {
   int ref;                  /* registry anchor of L */
   int64_t id;
   int nargs;                /* arguments of the first resume */
+  bool fresh;               /* not run yet: lgoro_start_guard on top */
 
   /* the pending operation, for the yield path and the results */
   int op;
@@ -147,6 +148,9 @@ bool lgoro_finish_op_k(LG *lg);           /* lg_run: after a restart */
 void lgoro_preempt_install(Universe *U);
 void lgoro_preempt_remove(void);
 void lgoro_open_coroutine(lua_State *L, Universe *U);
+void lgoro_mark_thread(lua_State *L, Universe *U);   /* the one on top */
+int lgoro_start_guard(lua_State *L);
+int lgoro_unguard(lua_State *L, int nargs);
 void lgoro_goroutine_ended(LG *lg);
 
 /* A channel object; `timer` sends to it (go.after, go.timer, go.ticker). */
