@@ -341,7 +341,7 @@ void lgoro_preempt_remove(void) {
 ** U->threads when made): from Lua's point of view a goroutine's thread is
 ** a coroutine that is always active, like the main thread: "running" in
 ** its own goroutine, "normal" seen from anywhere else (parked, runnable,
-** or running on another P), "dead" once finished.  So resuming one gives
+** or about to start), "dead" once finished (is_goroutine_thread).  So resuming one gives
 ** Lua's "cannot resume non-suspended coroutine", closing one "cannot close
 ** a running/normal coroutine", and none is yieldable.
 **
@@ -355,24 +355,43 @@ void lgoro_preempt_remove(void) {
 ** Lua code) but keeps the goroutine's stack.
 */
 
-/* Mark the thread on top of L as a goroutine's. */
-void lgoro_mark_thread(lua_State *L, Universe *U) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, U->threads);
-  lua_pushvalue(L, -2);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
-}
+static int co_yield(lua_State *L);
 
-/* Is co a goroutine's thread? */
+/*
+** Is co a goroutine's thread?  Those that Lua code got from the wrapped
+** coroutine.running are in U->threads (so the set costs nothing to
+** goroutines that never ask).  Others (from the library's own running,
+** saved before require) are told by where they stopped: a goroutine's
+** thread is suspended (LUA_YIELD) only inside one of goro's blocking
+** functions (their upvalue 1 is U) or in the start guard, and a fresh one
+** has the guard on top.  A suspended coroutine's yield is co_yield, also
+** goro's, so that one is not.  Running or normal threads need no telling:
+** Lua's own rules refuse them.
+*/
 static bool is_goroutine_thread(lua_State *L, Universe *U, lua_State *co) {
   if (co == U->L)
     return false;
+  int st = lua_status(co);
+  lua_Debug ar;
+  if (st == LUA_OK && !lua_getstack(co, 0, &ar))   /* not started, or dead */
+    return lua_gettop(co) > 0 && lua_tocfunction(co, -1) == lgoro_start_guard;
   lua_rawgeti(L, LUA_REGISTRYINDEX, U->threads);
   lua_pushthread(co);
   lua_xmove(co, L, 1);
   bool yes = lua_rawget(L, -2) != LUA_TNIL;
   lua_pop(L, 2);
+  if (yes || st != LUA_YIELD || !lua_getstack(co, 0, &ar) ||
+      !lua_checkstack(co, 1) || !lua_getinfo(co, "f", &ar))
+    return yes;
+  lua_xmove(co, L, 1);   /* the function it yielded in */
+  lua_CFunction f = lua_tocfunction(L, -1);
+  if (f == lgoro_start_guard) {
+    yes = true;
+  } else if (f != NULL && f != co_yield && lua_getupvalue(L, -1, 1) != NULL) {
+    yes = lua_touserdata(L, -1) == (void *)U;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   return yes;
 }
 
@@ -553,7 +572,10 @@ static int co_yield(lua_State *L) {
 static int co_isyieldable(lua_State *L) {
   Universe *U = lgoro_universe(L);
   lua_State *co = lua_isnone(L, 1) ? L : getco(L);
-  lua_pushboolean(L, lua_isyieldable(co) && !is_goroutine_thread(L, U, co));
+  LG *lg = goro_getlocal();
+  bool own = lg && lg->U == U && lg->L == co && lg != &U->main;
+  lua_pushboolean(L, lua_isyieldable(co) && !own &&
+                     !is_goroutine_thread(L, U, co));
   return 1;
 }
 
@@ -564,8 +586,18 @@ static int co_status(lua_State *L) {
   return 1;
 }
 
+/* coroutine.running, which remembers the goroutine threads it gives. */
 static int co_running(lua_State *L) {
+  Universe *U = lgoro_universe(L);
   int ismain = lua_pushthread(L);
+  LG *lg = goro_getlocal();
+  if (lg && lg->U == U && lg->L == L && lg != &U->main) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, U->threads);
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
   lua_pushboolean(L, ismain);
   return 2;
 }

@@ -290,7 +290,6 @@ static LG *lg_get(lua_State *L, Universe *U) {
   if (lg == NULL)
     luaL_error(L, "goro: out of memory");
   lg->L = lua_newthread(L);
-  lgoro_mark_thread(L, U);
   lg->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return lg;
 }

@@ -148,7 +148,6 @@ bool lgoro_finish_op_k(LG *lg);           /* lg_run: after a restart */
 void lgoro_preempt_install(Universe *U);
 void lgoro_preempt_remove(void);
 void lgoro_open_coroutine(lua_State *L, Universe *U);
-void lgoro_mark_thread(lua_State *L, Universe *U);   /* the one on top */
 int lgoro_start_guard(lua_State *L);
 int lgoro_unguard(lua_State *L, int nargs);
 void lgoro_goroutine_ended(LG *lg);

@@ -269,6 +269,7 @@ describe("the library's functions saved before require", function()
       assert(debug.getinfo(th, 0, "n").name == "recv", "never parked")
       print("parked", resume(th, 1, 2))
       print("parked", resume(th))
+      print("wrapped", coroutine.status(th), select(2, pcall(coroutine.close, th)), coroutine.resume(th))
       ch:send("v")
       print("received", got:recv())
 
@@ -288,7 +289,9 @@ describe("the library's functions saved before require", function()
       local old = done:recv()
       go.wait()
       go(function(a, b) got:send(a .. b) end, "x", "y")
+      print("fresh", coroutine.status(old), coroutine.resume(old))
       print("reused", resume(old, "z"), resume(old))
+      print("guarded", coroutine.status(old), pcall(coroutine.close, old))
       print("reused ran", got:recv())
 
       -- the library's yield in a goroutine's own thread
@@ -299,9 +302,14 @@ describe("the library's functions saved before require", function()
     ]])
     assert.are.equal(0, status, H.describe_child(status, out, err))
     assert.are.equal(table.concat({
-      "parked\ttrue", "parked\ttrue", "received\tv\ttrue",
+      "parked\ttrue", "parked\ttrue",
+      "wrapped\tnormal\tcannot close a normal coroutine\tfalse\tcannot resume non-suspended coroutine",
+      "received\tv\ttrue",
       "busy\tfalse\tcannot resume non-suspended coroutine", "busy ended\ttrue\ttrue",
-      "reused\ttrue\ttrue", "reused ran\txy\ttrue", "yield\t0\ttrue", "end", "" }, "\n"), out)
+      "fresh\tnormal\tfalse\tcannot resume non-suspended coroutine",
+      "reused\ttrue\ttrue",
+      "guarded\tnormal\tfalse\tcannot close a normal coroutine",
+      "reused ran\txy\ttrue", "yield\t0\ttrue", "end", "" }, "\n"), out)
   end)
 end)
 
