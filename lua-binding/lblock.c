@@ -76,6 +76,7 @@ static int lg_continue(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   LG *lg = goro_getlocal();
   if (lg == NULL || lg->L != L) {
+    if (lg) lg->refused = L;   /* for auxresume, in coroutine.* below */
     lua_settop(L, (int)ctx);
     return lua_yieldk(L, 0, ctx, lg_continue);
   }
@@ -375,23 +376,24 @@ static bool is_goroutine_thread(lua_State *L, Universe *U, lua_State *co) {
   lua_Debug ar;
   if (st == LUA_OK && !lua_getstack(co, 0, &ar))   /* not started, or dead */
     return lua_gettop(co) > 0 && lua_tocfunction(co, -1) == lgoro_start_guard;
+  if (st == LUA_YIELD && lua_getstack(co, 0, &ar) && lua_checkstack(co, 1) &&
+      lua_getinfo(co, "f", &ar)) {
+    lua_xmove(co, L, 1);   /* the function it yielded in */
+    lua_CFunction f = lua_tocfunction(L, -1);
+    bool yes = f == lgoro_start_guard;
+    if (!yes && f != NULL && f != co_yield && lua_getupvalue(L, -1, 1) != NULL) {
+      yes = lua_touserdata(L, -1) == (void *)U;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (yes)
+      return true;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, U->threads);
   lua_pushthread(co);
   lua_xmove(co, L, 1);
   bool yes = lua_rawget(L, -2) != LUA_TNIL;
   lua_pop(L, 2);
-  if (yes || st != LUA_YIELD || !lua_getstack(co, 0, &ar) ||
-      !lua_checkstack(co, 1) || !lua_getinfo(co, "f", &ar))
-    return yes;
-  lua_xmove(co, L, 1);   /* the function it yielded in */
-  lua_CFunction f = lua_tocfunction(L, -1);
-  if (f == lgoro_start_guard) {
-    yes = true;
-  } else if (f != NULL && f != co_yield && lua_getupvalue(L, -1, 1) != NULL) {
-    yes = lua_touserdata(L, -1) == (void *)U;
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
   return yes;
 }
 
@@ -406,6 +408,7 @@ static int start_guard_k(lua_State *L, int status, lua_KContext ctx) {
   LG *lg = goro_getlocal();
   if (lg != NULL && lg->L == L)
     return 0;                  /* lgoro_unguard: leave the way to fn */
+  if (lg) lg->refused = L;     /* for auxresume */
   lua_settop(L, 0);            /* the arguments of that resume */
   return lua_yieldk(L, 0, 0, start_guard_k);
 }
@@ -479,30 +482,31 @@ static lua_State *getco(lua_State *L) {
 ** Resume co with narg values from L: lcorolib's auxresume, with the
 ** calling goroutine's `running` pointing at co meanwhile, so that a
 ** preemption signal hooks the thread that really runs.  A goroutine's
-** thread is not resumed at all, with lua_resume's own messages.
+** thread that is running or normal is refused by lua_resume itself; one
+** parked or about to start is "resumed" into a guard that yields again at
+** once (lg_continue, start_guard_k), which says so: Lua's message then.
+** That costs a resume of a plain coroutine nothing.
 */
 static int auxresume(lua_State *L, Universe *U, lua_State *co, int narg) {
   if (!lua_checkstack(co, narg)) {
     lua_pushliteral(L, "too many arguments to resume");
     return -1;
   }
-  if (co != L && is_goroutine_thread(L, U, co)) {
-    lua_pop(L, narg);
-    if (costatus(L, U, co) == CO_DEAD)
-      lua_pushliteral(L, "cannot resume dead coroutine");
-    else
-      lua_pushliteral(L, "cannot resume non-suspended coroutine");
-    return -1;
-  }
   lua_xmove(L, co, narg);
-  LG *lg = goro_getlocal();
-  if (lg && lg->U != U)
-    lg = NULL;
+  LG *self = goro_getlocal();   /* the caller's, whatever its universe */
+  LG *lg = self && self->U == U ? self : NULL;
   lua_State *was = lg ? lg->running : NULL;
   if (lg && co != L) lg->running = co;
+  if (self) self->refused = NULL;
   int nres;
   int status = lua_resume(co, L, narg, &nres);
   if (lg) lg->running = was;
+  if (status == LUA_YIELD && self && self->refused == co) {
+    self->refused = NULL;
+    lua_pop(co, nres);
+    lua_pushliteral(L, "cannot resume non-suspended coroutine");
+    return -1;
+  }
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);

@@ -84,6 +84,8 @@ struct LG {
   int64_t id;
   int nargs;                /* arguments of the first resume */
   bool fresh;               /* not run yet: lgoro_start_guard on top */
+  lua_State *refused;       /* a goroutine's thread that refused this one's
+                            ** resume (lblock.c, coroutine.*) */
 
   /* the pending operation, for the yield path and the results */
   int op;
