@@ -338,22 +338,27 @@ void lgoro_preempt_remove(void) {
 /*
 ** The wrappers give Lua 5.4's results and messages (lcorolib.c) with two
 ** additions.  They track the running Lua thread (lg->running) for the
-** preemption signal.  And they know goroutines' threads (marked in
-** U->threads when made): from Lua's point of view a goroutine's thread is
-** a coroutine that is always active, like the main thread: "running" in
-** its own goroutine, "normal" seen from anywhere else (parked, runnable,
-** or about to start), "dead" once finished (is_goroutine_thread).  So resuming one gives
-** Lua's "cannot resume non-suspended coroutine", closing one "cannot close
-** a running/normal coroutine", and none is yieldable.
+** preemption signal.  And they know goroutines' threads: from Lua's point
+** of view a goroutine's thread is a coroutine that is always active, like
+** the main thread: "running" in its own goroutine, "normal" seen from
+** anywhere else (parked, runnable, or about to start), "dead" once
+** finished.  So resuming one gives Lua's "cannot resume non-suspended
+** coroutine", closing one "cannot close a running/normal coroutine", and
+** none is yieldable.
 **
-** The library's own functions, saved by a script before require "goro",
-** do not know this, and could resume a parked goroutine's thread (its
-** status is LUA_YIELD) on another goroutine.  So no goroutine's thread is
-** ever left resumable in a way that runs its code: its start is guarded
-** (lgoro_start_guard), its blocking yields are continued by lg_continue,
-** which yields again unless its own goroutine resumes it, and a preemption
-** does not yield from the hook (a hook's yield resumes straight into the
-** Lua code) but keeps the goroutine's stack.
+** A goroutine's thread that is running, or normal (under a nested
+** coroutine, or preempted), is refused by Lua's own rules.  One parked on
+** the yield path, or not started yet, has status LUA_YIELD, or the status
+** of a coroutine about to start: the library's own functions, saved by a
+** script before require "goro", would resume it, on another goroutine.  So
+** no goroutine's thread is ever left resumable in a way that runs its
+** code: its start is guarded (lgoro_start_guard), its blocking yields are
+** continued by lg_continue, and both yield again at once unless its own
+** goroutine resumes it, noting the refusal in the resumer's LG; and a
+** preemption does not yield from the hook (a hook's yield resumes straight
+** into the Lua code) but keeps the goroutine's stack.  auxresume turns a
+** refusal into Lua's message; status, close and isyieldable tell such a
+** thread by where it stopped (is_goroutine_thread).
 */
 
 static int co_yield(lua_State *L);
