@@ -90,6 +90,12 @@ typedef struct goro_spawn_opts {
   struct goro_token *token;  /* the goroutine runs only while it owns this
                              ** token (see Tokens below) */
   void *local;               /* initial value of its goro_getlocal() slot */
+  size_t stacksize;          /* at least this many usable bytes of native
+                             ** stack (0, or no more than goro_config's:
+                             ** the default).  Only touched pages cost
+                             ** memory.  Up to 3 sizes other than the
+                             ** default per run; GORO_EINVAL past that if
+                             ** none made so far is big enough. */
 } goro_spawn_opts;
 
 int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts);

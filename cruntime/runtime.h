@@ -62,12 +62,14 @@ enum {
 typedef struct goro_stack {
   char *lo;
   size_t size;
+  int cls;                    /* its size class (stack.c) */
   unsigned vgid;              /* valgrind's id for it, when run under it */
 } goro_stack;
 
 struct goro_g {
   goro_ctx ctx;               /* saved stack pointer while switched out */
   goro_stack stack;           /* lo == NULL until it first runs */
+  int stackcls;               /* the class of stack it runs on */
   _Atomic uint32_t status;
   _Atomic bool preempt;       /* sysmon asks it to yield */
   bool foreign;               /* the waiter of a non-M thread */
@@ -117,7 +119,7 @@ struct sudog {
 enum { SUDOG_CACHE = 128 };
 
 #define RUNQ_SIZE 256
-enum { GFREE_LOCAL_MAX = 64, STACK_CACHE = 16 };
+enum { GFREE_LOCAL_MAX = 64, STACK_CACHE = 16, GORO_STACK_CLASSES = 4 };
 
 struct goro_p {
   /* Written by the owner, read by thieves: keep apart from the rest. */
@@ -136,8 +138,8 @@ struct goro_p {
 
   G *gfree;                   /* dead Gs for reuse */
   int ngfree;
-  goro_stack stackcache[STACK_CACHE];
-  int nstack;
+  goro_stack stackcache[GORO_STACK_CLASSES][STACK_CACHE];   /* per class */
+  int nstack[GORO_STACK_CLASSES];
   sudog *sudogcache;          /* free sudogs (linked by waitlink) */
   int nsudog;
 
@@ -268,7 +270,8 @@ _Noreturn void goro_throw(const char *fmt, ...)
 
 /* stack.c */
 void goro_stack_init(void);            /* probe the kernel (goro_init) */
-int goro_stack_alloc(P *pp, goro_stack *s);   /* pp may be NULL */
+int goro_stack_class(size_t size);     /* class for >= size bytes (0: default) */
+int goro_stack_alloc(P *pp, goro_stack *s, int cls);   /* pp may be NULL */
 void goro_stack_free(P *pp, goro_stack *s);
 void goro_stack_flush(P *pp);          /* P's cache to the pool */
 void goro_stack_forget(goro_stack *s); /* shutdown: drop without pooling */

@@ -481,7 +481,8 @@ static void execute(M *mp, G *gp, bool inherit) {
     if (gp->ctx.sp == NULL) {
       /* First run, or a restart after goro_park_k: a stack and a fresh
       ** frame at gentry. */
-      if (gp->stack.lo == NULL && goro_stack_alloc(pp, &gp->stack) != GORO_OK)
+      if (gp->stack.lo == NULL &&
+          goro_stack_alloc(pp, &gp->stack, gp->stackcls) != GORO_OK)
         goro_throw("goroutine %lld: cannot map a stack: %s (check "
                    "/proc/sys/vm/max_map_count)", (long long)gp->goid,
                    strerror(errno));
@@ -1033,11 +1034,19 @@ int64_t goro_spawn_ex(goro_fn fn, void *arg, const goro_spawn_opts *opts) {
     return GORO_EINVAL;
   if (!goro_running())
     return GORO_ESTATE;
+  int cls = goro_stack_class(opts ? opts->stacksize : 0);
+  if (cls < 0)
+    return cls;
   M *mp = goro_getm();
   P *pp = mp ? mp->p : NULL;
   G *gp = gfget(pp);
   if (gp == NULL)
     return GORO_ENOMEM;
+  /* A dead G comes with the stack of its last life: keep it if it is of
+  ** the size this one asks for. */
+  if (gp->stack.lo && gp->stack.cls != cls)
+    goro_stack_free(pp, &gp->stack);
+  gp->stackcls = cls;
   gp->fn = fn;
   gp->arg = arg;
   RELAXED_STORE(gp->token, opts ? opts->token : NULL);

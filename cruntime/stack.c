@@ -17,9 +17,16 @@
 ** guard pages are page-table markers that split nothing and need the lock
 ** only for reading.  Older kernels get mprotect'ed guards.
 **
+** Stacks come in a few sizes ("classes"): class 0 is goro_config.stacksize,
+** the others are made on demand for goroutines spawned with a bigger
+** goro_spawn_opts.stacksize (the Lua binding asks for the depth Lua's C-call
+** limit needs).  A size no bigger than class 0 gets class 0.  Each class has
+** its own pool and its own part of each P's cache, so that stacks of one
+** size are reused only for that size.
+**
 ** Stacks are never unmapped while the runtime runs.  Each P keeps a small
-** cache (no lock), spilling half to a global pool under a mutex when full
-** and refilling from it when empty.  The pool holds warm stacks, whose
+** cache per class (no lock), spilling half to a global pool under a mutex
+** when full and refilling from it when empty.  The pool holds warm stacks, whose
 ** touched pages are still there, and released ones.  Past POOL_KEEP warm
 ** stacks, sysmon gives the pages of the surplus back to the kernel
 ** (MADV_DONTNEED: a TLB flush each, so not on a goroutine's path), a batch
@@ -29,6 +36,7 @@
 #include "scheduler.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,13 +76,20 @@ typedef struct stacklist {
   int n;
 } stacklist;
 
-static struct {
-  goro_mutex lock;
+/* The pool of one class. */
+typedef struct stackpool {
+  size_t size;           /* usable bytes of its stacks */
   stacklist warm;        /* pages still committed: reuse these first */
   stacklist released;    /* pages given back */
   int cap;               /* room in each list */
   int total;             /* stacks mapped, pooled or not */
-  chunk *chunks;
+} stackpool;
+
+static struct {
+  goro_mutex lock;
+  stackpool cls[GORO_STACK_CLASSES];
+  _Atomic int nclasses;  /* classes made; each one's size set before */
+  chunk *chunks;         /* every class's mappings */
   bool guard_regions;    /* MADV_GUARD_INSTALL works here */
 } pool;
 
@@ -115,18 +130,59 @@ static bool probe_guard_regions(void) {
 
 void goro_stack_init(void) {
   pool.guard_regions = probe_guard_regions();
+  pool.cls[0].size = goro_sched.stacksize;
+  atomic_store(&pool.nclasses, 1);
 }
 
-/* Map a chunk of stacks and put them in the pool.  pool.lock held. */
-static int map_chunk(void) {
-  size_t guard = pagesize(), size = goro_sched.stacksize;
+/*
+** The class for stacks of at least `size` usable bytes (0: the default),
+** made if there is none yet.  Once GORO_STACK_CLASSES exist, the smallest
+** big enough; GORO_EINVAL if none is.  Classes only grow while the runtime
+** runs, so a reader without the lock sees a prefix of them.
+*/
+int goro_stack_class(size_t size) {
+  if (size <= pool.cls[0].size)
+    return 0;
+  size_t ps = pagesize();
+  if (size > SIZE_MAX / 2)
+    return GORO_EINVAL;
+  size = (size + ps - 1) / ps * ps;
+  int n = atomic_load_explicit(&pool.nclasses, memory_order_acquire);
+  for (int i = 1; i < n; i++)
+    if (pool.cls[i].size == size)
+      return i;
+  goro_mutex_lock(&pool.lock);
+  n = atomic_load_explicit(&pool.nclasses, memory_order_relaxed);
+  int best = -1;
+  for (int i = 1; i < n; i++) {
+    if (pool.cls[i].size == size) {
+      best = i;
+      break;
+    }
+    if (pool.cls[i].size > size &&
+        (best < 0 || pool.cls[i].size < pool.cls[best].size))
+      best = i;
+  }
+  if ((best < 0 || pool.cls[best].size != size) && n < GORO_STACK_CLASSES) {
+    pool.cls[n].size = size;
+    atomic_store_explicit(&pool.nclasses, n + 1, memory_order_release);
+    best = n;
+  }
+  goro_mutex_unlock(&pool.lock);
+  return best < 0 ? GORO_EINVAL : best;
+}
+
+/* Map a chunk of stacks of class p and put them in its pool.  pool.lock
+** held. */
+static int map_chunk(stackpool *p) {
+  size_t guard = pagesize(), size = p->size;
   size_t slot = guard + size, len = slot * STACK_CHUNK;
   /* Room for every stack there is, so that pool_put never has to grow. */
-  if (pool.total + STACK_CHUNK > pool.cap) {
-    int cap = pool.cap ? pool.cap * 2 : 256;
-    if (!grow(&pool.warm, cap) || !grow(&pool.released, cap))
+  if (p->total + STACK_CHUNK > p->cap) {
+    int cap = p->cap ? p->cap * 2 : 256;
+    if (!grow(&p->warm, cap) || !grow(&p->released, cap))
       return GORO_ENOMEM;
-    pool.cap = cap;
+    p->cap = cap;
   }
   chunk *c = malloc(sizeof *c);
   if (!c) return GORO_ENOMEM;
@@ -149,14 +205,15 @@ static int map_chunk(void) {
   }
   c->base = base;
   c->len = len;
-  pool.total += STACK_CHUNK;
+  p->total += STACK_CHUNK;
   c->next = pool.chunks;
   pool.chunks = c;
   /* Push in reverse so the lowest stack is handed out first. */
   for (int i = STACK_CHUNK - 1; i >= 0; i--) {
-    goro_stack *st = &pool.released.s[pool.released.n++];
+    goro_stack *st = &p->released.s[p->released.n++];
     st->lo = base + (size_t)i * slot + guard;
     st->size = size;
+    st->cls = (int)(p - pool.cls);
 #ifdef GORO_VALGRIND
     st->vgid = VALGRIND_STACK_REGISTER(st->lo, st->lo + size);
 #endif
@@ -164,53 +221,63 @@ static int map_chunk(void) {
   return GORO_OK;
 }
 
-/* Take up to `want` stacks from the pool, warm ones first, mapping a chunk
-** if it is empty. */
-static int pool_get(goro_stack *out, int want) {
+/* Take up to `want` stacks of class cls from its pool, warm ones first,
+** mapping a chunk if it is empty. */
+static int pool_get(int cls, goro_stack *out, int want) {
   int got = 0;
+  stackpool *p = &pool.cls[cls];
   goro_mutex_lock(&pool.lock);
-  if (pool.warm.n + pool.released.n == 0 && map_chunk() != GORO_OK) {
+  if (p->warm.n + p->released.n == 0 && map_chunk(p) != GORO_OK) {
     goro_mutex_unlock(&pool.lock);
     return 0;
   }
-  while (got < want && pool.warm.n > 0)
-    out[got++] = pool.warm.s[--pool.warm.n];
-  while (got < want && pool.released.n > 0)
-    out[got++] = pool.released.s[--pool.released.n];
+  while (got < want && p->warm.n > 0)
+    out[got++] = p->warm.s[--p->warm.n];
+  while (got < want && p->released.n > 0)
+    out[got++] = p->released.s[--p->released.n];
   goro_mutex_unlock(&pool.lock);
   return got;
 }
 
-static void pool_put(goro_stack *s, int n) {
+/* Give back n stacks, all of class cls. */
+static void pool_put(int cls, goro_stack *s, int n) {
+  stackpool *p = &pool.cls[cls];
   goro_mutex_lock(&pool.lock);
-  if (pool.warm.n + n > pool.cap)
+  if (p->warm.n + n > p->cap)
     goro_throw("stack pool overflow");   /* cap >= total: cannot be */
   for (int i = 0; i < n; i++)
-    pool.warm.s[pool.warm.n++] = s[i];
+    p->warm.s[p->warm.n++] = s[i];
   goro_mutex_unlock(&pool.lock);
 }
 
 /*
 ** Sysmon: give back the pages of up to SCAVENGE_BATCH warm stacks beyond
-** POOL_KEEP.  They leave the pool while their pages go, so that no P can
-** take one meanwhile.  Returns how many; 0 when there is no surplus.
+** POOL_KEEP in each class.  They leave the pool while their pages go, so
+** that no P can take one meanwhile.  Returns how many; 0 when there is no
+** surplus.
 */
 int goro_stack_scavenge(void) {
   goro_stack batch[SCAVENGE_BATCH];
-  int n = 0;
-  goro_mutex_lock(&pool.lock);
-  while (n < SCAVENGE_BATCH && pool.warm.n > POOL_KEEP)
-    batch[n++] = pool.warm.s[--pool.warm.n];
-  goro_mutex_unlock(&pool.lock);
-  if (n == 0)
-    return 0;
-  for (int i = 0; i < n; i++)
-    madvise(batch[i].lo, batch[i].size, MADV_DONTNEED);
-  goro_mutex_lock(&pool.lock);
-  for (int i = 0; i < n; i++)
-    pool.released.s[pool.released.n++] = batch[i];
-  goro_mutex_unlock(&pool.lock);
-  return n;
+  int total = 0;
+  int nclasses = atomic_load_explicit(&pool.nclasses, memory_order_acquire);
+  for (int c = 0; c < nclasses; c++) {
+    stackpool *p = &pool.cls[c];
+    int n = 0;
+    goro_mutex_lock(&pool.lock);
+    while (n < SCAVENGE_BATCH && p->warm.n > POOL_KEEP)
+      batch[n++] = p->warm.s[--p->warm.n];
+    goro_mutex_unlock(&pool.lock);
+    if (n == 0)
+      continue;
+    for (int i = 0; i < n; i++)
+      madvise(batch[i].lo, batch[i].size, MADV_DONTNEED);
+    goro_mutex_lock(&pool.lock);
+    for (int i = 0; i < n; i++)
+      p->released.s[p->released.n++] = batch[i];
+    goro_mutex_unlock(&pool.lock);
+    total += n;
+  }
+  return total;
 }
 
 /* Stacks held by goroutines (goro_stats): not those cached or pooled.
@@ -228,16 +295,17 @@ static void count_stack(P *pp, int64_t d) {
     atomic_fetch_add_explicit(&goro_stacks_inuse, d, memory_order_relaxed);
 }
 
-int goro_stack_alloc(P *pp, goro_stack *s) {
+int goro_stack_alloc(P *pp, goro_stack *s, int cls) {
   if (pp == NULL) {
-    if (pool_get(s, 1) != 1)
+    if (pool_get(cls, s, 1) != 1)
       return GORO_ENOMEM;
   } else {
-    if (pp->nstack == 0)
-      pp->nstack = pool_get(pp->stackcache, STACK_CACHE / 2);
-    if (pp->nstack == 0)
+    goro_stack *cache = pp->stackcache[cls];
+    if (pp->nstack[cls] == 0)
+      pp->nstack[cls] = pool_get(cls, cache, STACK_CACHE / 2);
+    if (pp->nstack[cls] == 0)
       return GORO_ENOMEM;
-    *s = pp->stackcache[--pp->nstack];
+    *s = cache[--pp->nstack[cls]];
   }
   count_stack(pp, 1);
   return GORO_OK;
@@ -247,45 +315,53 @@ void goro_stack_free(P *pp, goro_stack *s) {
   if (s->lo == NULL)
     return;
   count_stack(pp, -1);
+  int cls = s->cls;
   if (pp == NULL) {
-    pool_put(s, 1);
+    pool_put(cls, s, 1);
   } else {
-    if (pp->nstack == STACK_CACHE) {
-      pool_put(&pp->stackcache[STACK_CACHE / 2], STACK_CACHE / 2);
-      pp->nstack = STACK_CACHE / 2;
+    goro_stack *cache = pp->stackcache[cls];
+    if (pp->nstack[cls] == STACK_CACHE) {
+      pool_put(cls, &cache[STACK_CACHE / 2], STACK_CACHE / 2);
+      pp->nstack[cls] = STACK_CACHE / 2;
     }
-    pp->stackcache[pp->nstack++] = *s;
+    cache[pp->nstack[cls]++] = *s;
   }
   s->lo = NULL;
   s->size = 0;
 }
 
 void goro_stack_flush(P *pp) {
-  pool_put(pp->stackcache, pp->nstack);
-  pp->nstack = 0;
+  for (int c = 0; c < GORO_STACK_CLASSES; c++) {
+    pool_put(c, pp->stackcache[c], pp->nstack[c]);
+    pp->nstack[c] = 0;
+  }
 }
 
 /* Shutdown: every stack, wherever it is, lies in some chunk. */
 void goro_stack_release_all(void) {
   atomic_store(&goro_stacks_inuse, 0);
   goro_mutex_lock(&pool.lock);
+  for (int c = 0; c < GORO_STACK_CLASSES; c++) {
+    stackpool *p = &pool.cls[c];
 #ifdef GORO_VALGRIND
-  /* Stacks held by Gs were deregistered by the caller. */
-  for (int i = 0; i < pool.warm.n; i++)
-    VALGRIND_STACK_DEREGISTER(pool.warm.s[i].vgid);
-  for (int i = 0; i < pool.released.n; i++)
-    VALGRIND_STACK_DEREGISTER(pool.released.s[i].vgid);
+    /* Stacks held by Gs were deregistered by the caller. */
+    for (int i = 0; i < p->warm.n; i++)
+      VALGRIND_STACK_DEREGISTER(p->warm.s[i].vgid);
+    for (int i = 0; i < p->released.n; i++)
+      VALGRIND_STACK_DEREGISTER(p->released.s[i].vgid);
 #endif
+    free(p->warm.s);
+    free(p->released.s);
+    memset(p, 0, sizeof *p);
+  }
   while (pool.chunks) {
     chunk *c = pool.chunks;
     pool.chunks = c->next;
     munmap(c->base, c->len);
     free(c);
   }
-  free(pool.warm.s);
-  free(pool.released.s);
-  pool.warm = pool.released = (stacklist){ NULL, 0 };
-  pool.cap = pool.total = 0;
+  /* The next goro_init may have another default size. */
+  atomic_store(&pool.nclasses, 0);
   goro_mutex_unlock(&pool.lock);
 }
 

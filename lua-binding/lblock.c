@@ -60,10 +60,18 @@ static bool main_closing(lua_State *L) {
          strcmp(ar.name, "__gc") == 0;
 }
 
-/* The continuation of a goroutine's yield: lg_run did the operation. */
+/* The continuation of a goroutine's yield: lg_run did the operation.
+** Resumed by anyone else (the library's coroutine.resume, saved before
+** require), it drops that resume's arguments and yields again: the
+** goroutine stays parked (see coroutine.* below).  ctx: L's top. */
 static int lg_continue(lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
+  (void)status;
   LG *lg = goro_getlocal();
+  if (lg == NULL || lg->L != L) {
+    if (lg) lg->refused = L;   /* for auxresume, in coroutine.* below */
+    lua_settop(L, (int)ctx);
+    return lua_yieldk(L, 0, ctx, lg_continue);
+  }
   lg->op = OP_NONE;
   return lg->results(L, lg, lg->rc);
 }
@@ -92,7 +100,7 @@ int lgoro_block(lua_State *L, LG *lg, int op, lg_results results) {
       return 0;   /* the host's hook takes it from here (lua.c: "interrupted!") */
     }
   } else if (L == lg->L && lua_isyieldable(L)) {
-    return lua_yieldk(L, 0, 0, lg_continue);
+    return lua_yieldk(L, 0, lua_gettop(L), lg_continue);
   } else {
     lg->rc = run_blocking(lg);
   }
@@ -168,14 +176,16 @@ void lgoro_run_op_k(LG *lg) {
     case OP_FDWAIT:
       lg->rc = goro_fd_wait_k(lg->fd, lg->events, lg->deadline, &lg->pop, k, lg);
       break;
-    case OP_YIELD:
-    default:
-      /* go.yield, a preemption (no continuation then), or a yield some
-      ** other C library made: let the others run. */
+    case OP_YIELD:   /* go.yield: let the others run */
       goro_yield();
       lg->rc = GORO_OK;
-      if (lg->op != OP_YIELD || lg->results == NULL)
-        lg->op = OP_NONE;
+      break;
+    default:
+      /* A yield goro did not ask for (the library's coroutine.yield saved
+      ** before require, another C library): nobody may resume the thread
+      ** meanwhile (see coroutine.* below), so lg_run resumes it at once. */
+      lg->rc = GORO_OK;
+      lg->op = OP_NONE;
       break;
   }
 }
@@ -220,7 +230,7 @@ static __thread LG *host_lg;
 /*
 ** The count hook: first thing the interrupted Lua thread runs.  It puts
 ** back the hook it displaced, then gets off the CPU: a goroutine yields
-** (stackless when it can) to the global queue; the main thread hands the
+** (with its stack) to the global queue; the main thread hands the
 ** token to the goroutines waiting for it and queues for it again.
 */
 static void preempt_hook(lua_State *L, lua_Debug *ar) {
@@ -237,11 +247,11 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
       goro_token_release(U->token);
       goro_token_acquire(U->token);
     }
-  } else if (L == lg->L && lua_isyieldable(L)) {
-    lg->op = OP_YIELD;
-    lg->results = NULL;
-    lua_yield(L, 0);
   } else {
+    /* Not a yield from the hook even where it could: a thread that yielded
+    ** in a hook resumes straight into its Lua code, whoever resumes it
+    ** (see coroutine.* below).  A preempted goroutine keeps its stack
+    ** until it runs again, as in Go. */
     goro_yield();
   }
 }
@@ -404,13 +414,69 @@ void lgoro_interrupt_remove(Universe *U) {
 
 /*
 ** {======================================================
-** coroutine.*: tracking the running Lua thread
+** coroutine.*: Lua 5.4's library, for goroutines
 ** =======================================================
 */
 
-/* Is co a goroutine's own thread?  Lua code can only get one through
-** coroutine.running, which records it in the universe's weak set. */
+/*
+** The wrappers give Lua 5.4's results and messages (lcorolib.c) with two
+** additions.  They track the running Lua thread (lg->running) for the
+** preemption signal.  And they know goroutines' threads: from Lua's point
+** of view a goroutine's thread is a coroutine that is always active, like
+** the main thread: "running" in its own goroutine, "normal" seen from
+** anywhere else (parked, runnable, or about to start), "dead" once
+** finished.  So resuming one gives Lua's "cannot resume non-suspended
+** coroutine", closing one "cannot close a running/normal coroutine", and
+** none is yieldable.
+**
+** A goroutine's thread that is running, or normal (under a nested
+** coroutine, or preempted), is refused by Lua's own rules.  One parked on
+** the yield path, or not started yet, has status LUA_YIELD, or the status
+** of a coroutine about to start: the library's own functions, saved by a
+** script before require "goro", would resume it, on another goroutine.  So
+** no goroutine's thread is ever left resumable in a way that runs its
+** code: its start is guarded (lgoro_start_guard), its blocking yields are
+** continued by lg_continue, and both yield again at once unless its own
+** goroutine resumes it, noting the refusal in the resumer's LG; and a
+** preemption does not yield from the hook (a hook's yield resumes straight
+** into the Lua code) but keeps the goroutine's stack.  auxresume turns a
+** refusal into Lua's message; status, close and isyieldable tell such a
+** thread by where it stopped (is_goroutine_thread).
+*/
+
+static int co_yield(lua_State *L);
+
+/*
+** Is co a goroutine's thread?  Those that Lua code got from the wrapped
+** coroutine.running are in U->threads (so the set costs nothing to
+** goroutines that never ask).  Others (from the library's own running,
+** saved before require) are told by where they stopped: a goroutine's
+** thread is suspended (LUA_YIELD) only inside one of goro's blocking
+** functions (their upvalue 1 is U) or in the start guard, and a fresh one
+** has the guard on top.  A suspended coroutine's yield is co_yield, also
+** goro's, so that one is not.  Running or normal threads need no telling:
+** Lua's own rules refuse them.
+*/
 static bool is_goroutine_thread(lua_State *L, Universe *U, lua_State *co) {
+  if (co == U->L)
+    return false;
+  int st = lua_status(co);
+  lua_Debug ar;
+  if (st == LUA_OK && !lua_getstack(co, 0, &ar))   /* not started, or dead */
+    return lua_gettop(co) > 0 && lua_tocfunction(co, -1) == lgoro_start_guard;
+  if (st == LUA_YIELD && lua_getstack(co, 0, &ar) && lua_checkstack(co, 1) &&
+      lua_getinfo(co, "f", &ar)) {
+    lua_xmove(co, L, 1);   /* the function it yielded in */
+    lua_CFunction f = lua_tocfunction(L, -1);
+    bool yes = f == lgoro_start_guard;
+    if (!yes && f != NULL && f != co_yield && lua_getupvalue(L, -1, 1) != NULL) {
+      yes = lua_touserdata(L, -1) == (void *)U;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (yes)
+      return true;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, U->threads);
   lua_pushthread(co);
   lua_xmove(co, L, 1);
@@ -419,55 +485,116 @@ static bool is_goroutine_thread(lua_State *L, Universe *U, lua_State *co) {
   return yes;
 }
 
-static lua_State *checkco(lua_State *L, Universe *U) {
-  lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
-  if (is_goroutine_thread(L, U, co))
-    luaL_argerror(L, 1, "a goroutine's thread is not a coroutine");
-  return co;
+/*
+** The body of a goroutine's thread between go() and its first run, on
+** top of its function and arguments: lua_resume calls the top value, so
+** whoever resumes the thread then calls this and nothing else.  It yields
+** back (lg_run brings it back with lgoro_unguard).
+*/
+static int start_guard_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  LG *lg = goro_getlocal();
+  if (lg != NULL && lg->L == L)
+    return 0;                  /* lgoro_unguard: leave the way to fn */
+  if (lg) lg->refused = L;     /* for auxresume */
+  lua_settop(L, 0);            /* the arguments of that resume */
+  return lua_yieldk(L, 0, 0, start_guard_k);
 }
 
-/* Status of co as coroutine.status reports it. */
-static const char *costatus(lua_State *L, lua_State *co) {
-  if (L == co)
-    return "running";
-  switch (lua_status(co)) {
-    case LUA_YIELD:
-      return "suspended";
-    case LUA_OK: {
-      lua_Debug ar;
-      if (lua_getstack(co, 0, &ar))
-        return "normal";
-      return lua_gettop(co) == 0 ? "dead" : "suspended";
-    }
-    default:
-      return "dead";
-  }
+int lgoro_start_guard(lua_State *L) {
+  return start_guard_k(L, LUA_OK, 0);
+}
+
+static int closed_before_start(lua_State *L) {
+  return luaL_error(L, "goro: the goroutine's thread was closed before it ran");
 }
 
 /*
-** Resume co with narg values from L: the standard library's semantics,
-** with the calling goroutine's `running` pointing at co meanwhile, so
-** that a preemption signal hooks the thread that really runs.
+** lg_run, first run of L: take the guard away, and return how many
+** arguments fn gets.  If someone resumed the thread meanwhile, the guard
+** yielded: resume it once more to end it.  If someone closed the thread
+** (the library's coroutine.close), fn is gone: raise that instead.
+*/
+int lgoro_unguard(lua_State *L, int nargs) {
+  if (lua_status(L) == LUA_YIELD) {
+    /* The guard returns nothing: what lua_resume counts as its results
+    ** is fn and its arguments, left below it. */
+    int nres;
+    if (lua_resume(L, NULL, 0, &nres) != LUA_OK)
+      lua_settop(L, 0);
+  } else if (lua_gettop(L) > 0 && lua_tocfunction(L, -1) == lgoro_start_guard) {
+    lua_pop(L, 1);
+  }
+  if (lua_status(L) != LUA_OK || lua_gettop(L) != nargs + 1) {
+    lua_resetthread(L);
+    lua_settop(L, 0);
+    lua_pushcfunction(L, closed_before_start);
+    return 0;
+  }
+  return nargs;
+}
+
+enum { CO_RUNNING, CO_DEAD, CO_SUSPENDED, CO_NORMAL };
+static const char *const statname[] =
+  {"running", "dead", "suspended", "normal"};
+
+/* Status of co as coroutine.status reports it (lcorolib's auxstatus),
+** goroutines' threads being always active until they end. */
+static int costatus(lua_State *L, Universe *U, lua_State *co) {
+  if (L == co)
+    return CO_RUNNING;
+  bool goroutine = is_goroutine_thread(L, U, co);
+  switch (lua_status(co)) {
+    case LUA_YIELD:
+      return goroutine ? CO_NORMAL : CO_SUSPENDED;
+    case LUA_OK: {
+      lua_Debug ar;
+      if (lua_getstack(co, 0, &ar))
+        return CO_NORMAL;
+      if (lua_gettop(co) == 0)
+        return CO_DEAD;
+      return goroutine ? CO_NORMAL : CO_SUSPENDED;   /* about to start */
+    }
+    default:
+      return CO_DEAD;
+  }
+}
+
+static lua_State *getco(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "thread");
+  return co;
+}
+
+/*
+** Resume co with narg values from L: lcorolib's auxresume, with the
+** calling goroutine's `running` pointing at co meanwhile, so that a
+** preemption signal hooks the thread that really runs.  A goroutine's
+** thread that is running or normal is refused by lua_resume itself; one
+** parked or about to start is "resumed" into a guard that yields again at
+** once (lg_continue, start_guard_k), which says so: Lua's message then.
+** That costs a resume of a plain coroutine nothing.
 */
 static int auxresume(lua_State *L, Universe *U, lua_State *co, int narg) {
-  const char *st = costatus(L, co);
-  if (strcmp(st, "suspended") != 0) {
-    lua_pushfstring(L, "cannot resume %s coroutine", st);
-    return -1;
-  }
   if (!lua_checkstack(co, narg)) {
     lua_pushliteral(L, "too many arguments to resume");
     return -1;
   }
   lua_xmove(L, co, narg);
-  LG *lg = goro_getlocal();
-  if (lg && lg->U != U)
-    lg = NULL;
-  if (lg) lg->running = co;
+  LG *self = goro_getlocal();   /* the caller's, whatever its universe */
+  LG *lg = self && self->U == U ? self : NULL;
+  lua_State *was = lg ? lg->running : NULL;
+  if (lg && co != L) lg->running = co;
+  if (self) self->refused = NULL;
   int nres;
   int status = lua_resume(co, L, narg, &nres);
-  if (lg) lg->running = L;
+  if (lg) lg->running = was;
+  if (status == LUA_YIELD && self && self->refused == co) {
+    self->refused = NULL;
+    lua_pop(co, nres);
+    lua_pushliteral(L, "cannot resume non-suspended coroutine");
+    return -1;
+  }
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);
@@ -483,7 +610,7 @@ static int auxresume(lua_State *L, Universe *U, lua_State *co, int narg) {
 
 static int co_resume(lua_State *L) {
   Universe *U = lgoro_universe(L);
-  lua_State *co = checkco(L, U);
+  lua_State *co = getco(L);
   int r = auxresume(L, U, co, lua_gettop(L) - 1);
   if (r < 0) {
     lua_pushboolean(L, 0);
@@ -502,12 +629,12 @@ static int auxwrap(lua_State *L) {
   if (r < 0) {
     int st = lua_status(co);
     if (st != LUA_OK && st != LUA_YIELD) {   /* error in the coroutine */
-      lua_resetthread(co);                   /* close its variables */
+      st = lua_resetthread(co);              /* close its variables */
       lua_xmove(co, L, 1);
       lua_remove(L, -2);
     }
-    if (lua_type(L, -1) == LUA_TSTRING) {    /* add position info */
-      luaL_where(L, 1);
+    if (st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1);                      /* add position info */
       lua_insert(L, -2);
       lua_concat(L, 2);
     }
@@ -526,7 +653,7 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
-/* A goroutine's own thread has nothing to yield to. */
+/* A goroutine's own thread has nothing to yield to: as the main thread. */
 static int co_yield(lua_State *L) {
   LG *lg = goro_getlocal();
   if (lg && lg->U == lgoro_universe(L) && lg->L == L && lg != &lg->U->main)
@@ -535,14 +662,23 @@ static int co_yield(lua_State *L) {
 }
 
 static int co_isyieldable(lua_State *L) {
-  lua_State *co = lua_isnone(L, 1) ? L : lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
+  Universe *U = lgoro_universe(L);
+  lua_State *co = lua_isnone(L, 1) ? L : getco(L);
   LG *lg = goro_getlocal();
-  bool own = lg && lg->U == lgoro_universe(L) && lg->L == co && lg != &lg->U->main;
-  lua_pushboolean(L, !own && lua_isyieldable(co));
+  bool own = lg && lg->U == U && lg->L == co && lg != &U->main;
+  lua_pushboolean(L, lua_isyieldable(co) && !own &&
+                     !is_goroutine_thread(L, U, co));
   return 1;
 }
 
+static int co_status(lua_State *L) {
+  Universe *U = lgoro_universe(L);
+  lua_State *co = getco(L);
+  lua_pushstring(L, statname[costatus(L, U, co)]);
+  return 1;
+}
+
+/* coroutine.running, which remembers the goroutine threads it gives. */
 static int co_running(lua_State *L) {
   Universe *U = lgoro_universe(L);
   int ismain = lua_pushthread(L);
@@ -558,14 +694,23 @@ static int co_running(lua_State *L) {
   return 2;
 }
 
-/* coroutine.close, refusing a goroutine's thread; upvalue 2 is the
-** library's own close. */
 static int co_close(lua_State *L) {
-  checkco(L, lgoro_universe(L));
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
+  Universe *U = lgoro_universe(L);
+  lua_State *co = getco(L);
+  int status = costatus(L, U, co);
+  switch (status) {
+    case CO_DEAD: case CO_SUSPENDED: {
+      if (lua_resetthread(co) == LUA_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      lua_pushboolean(L, 0);
+      lua_xmove(co, L, 1);   /* its error */
+      return 2;
+    }
+    default:
+      return luaL_error(L, "cannot close a %s coroutine", statname[status]);
+  }
 }
 
 void lgoro_open_coroutine(lua_State *L, Universe *U) {
@@ -574,21 +719,15 @@ void lgoro_open_coroutine(lua_State *L, Universe *U) {
     {"wrap", co_wrap},
     {"yield", co_yield},
     {"isyieldable", co_isyieldable},
+    {"status", co_status},
     {"running", co_running},
+    {"close", co_close},
     {NULL, NULL}
   };
   lua_getglobal(L, "coroutine");
   if (!lua_istable(L, -1)) {   /* a sandbox without it: nothing to wrap */
     lua_pop(L, 1);
     return;
-  }
-  if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {
-    lua_pushlightuserdata(L, U);
-    lua_insert(L, -2);
-    lua_pushcclosure(L, co_close, 2);
-    lua_setfield(L, -2, "close");
-  } else {
-    lua_pop(L, 1);
   }
   lua_pushlightuserdata(L, U);
   luaL_setfuncs(L, wrapped, 1);

@@ -85,6 +85,9 @@ struct LG {
   int ref;                  /* registry anchor of L */
   int64_t id;
   int nargs;                /* arguments of the first resume */
+  bool fresh;               /* not run yet: lgoro_start_guard on top */
+  lua_State *refused;       /* a goroutine's thread that refused this one's
+                            ** resume (lblock.c, coroutine.*) */
 
   /* the pending operation, for the yield path and the results */
   int op;
@@ -158,6 +161,8 @@ void lgoro_preempt_remove(Universe *U);
 void lgoro_interrupt_install(Universe *U);
 void lgoro_interrupt_remove(Universe *U);
 void lgoro_open_coroutine(lua_State *L, Universe *U);
+int lgoro_start_guard(lua_State *L);
+int lgoro_unguard(lua_State *L, int nargs);
 void lgoro_goroutine_ended(LG *lg);
 
 /* A channel object; `timer` sends to it (go.after, go.timer, go.ticker). */

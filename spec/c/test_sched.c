@@ -436,6 +436,13 @@ static int recurse(int n) {
   return n == 0 ? pad[0] : recurse(n + 1) + pad[0];
 }
 
+/* Recurse n levels of a little over 1 KiB each. */
+static int recurse_to(int n) {
+  volatile char pad[1024];
+  pad[0] = (char)n;
+  return n == 0 ? 1 : recurse_to(n - 1) + (pad[0] != 0);
+}
+
 /* Overflows once the test has printed its id (arg: a channel). */
 static void overflow(void *arg) {
   goro_chan_recv(arg, NULL, NULL);
@@ -471,6 +478,50 @@ static void test_stack_overflow(void **state) {
   char want[64];
   snprintf(want, sizeof want, "goroutine %lld: stack overflow", id);
   assert_non_null(strstr(buf, want));
+}
+
+
+/* ---- a spawn may ask for a bigger stack than the default ---- */
+
+static _Atomic int deep_done;
+
+/* Uses about 320 KiB of stack (more under ASan), five times the default
+** this test starts the runtime with. */
+static void deep(void *arg) {
+  (void)arg;
+  assert_true(recurse_to(320) > 0);
+  atomic_fetch_add(&deep_done, 1);
+}
+
+static void shallow(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&deep_done, 1);
+}
+
+static void test_stack_sizes(void **state) {
+  watchdog(__func__, 20);
+  goro_config cfg = { .nprocs = 2, .stacksize = 64 * 1024 };
+  assert_int_equal(goro_init_config(&cfg), GORO_OK);
+  goro_spawn_opts big = { .stacksize = 2 * 1024 * 1024 };
+  goro_spawn_opts small = { .stacksize = 16 * 1024 };   /* the default's */
+  /* Interleaved, so that dead Gs of one size are reused for the other. */
+  for (int i = 0; i < 200; i++) {
+    assert_true(goro_spawn_ex(deep, NULL, &big) > 0);
+    assert_true(goro_spawn_ex(shallow, NULL, i % 2 ? &small : NULL) > 0);
+  }
+  wait_all(15);
+  assert_int_equal(atomic_load(&deep_done), 400);
+  /* Three sizes besides the default: a fourth bigger one is refused, a
+  ** size between two gets the next class up. */
+  goro_spawn_opts o1 = { .stacksize = 3 * 1024 * 1024 };
+  goro_spawn_opts o2 = { .stacksize = 4 * 1024 * 1024 };
+  goro_spawn_opts o3 = { .stacksize = 5 * 1024 * 1024 };
+  goro_spawn_opts mid = { .stacksize = 2 * 1024 * 1024 + 1 };
+  assert_true(goro_spawn_ex(shallow, NULL, &o1) > 0);
+  assert_true(goro_spawn_ex(shallow, NULL, &o2) > 0);
+  assert_int_equal(goro_spawn_ex(shallow, NULL, &o3), GORO_EINVAL);
+  assert_true(goro_spawn_ex(deep, NULL, &mid) > 0);
+  wait_all(15);
 }
 
 
@@ -539,6 +590,7 @@ int main(void) {
     cmocka_unit_test(test_shutdown_with_parked),
     cmocka_unit_test(test_thread_cap),
     cmocka_unit_test(test_stack_overflow),
+    cmocka_unit_test_teardown(test_stack_sizes, teardown),
     cmocka_unit_test(test_schedtrace),
     cmocka_unit_test(test_maxprocs_env),
   };
