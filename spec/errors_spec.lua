@@ -324,7 +324,7 @@ describe("a goroutine out of memory", function()
       -- The error must not land in the main thread's pcall.
       local ok, e = pcall(function() while true do go.yield() end end)
       print("main's pcall caught: " .. tostring(e))
-    ]], 700000)
+    ]], 150000)
     assert.equal(2, status, H.describe_child(status, out, err))
     assert.matches("goroutine 1 failed: not enough memory", err, 1, true)
     assert.not_matches("main's pcall", out, 1, true)
@@ -340,9 +340,104 @@ describe("a goroutine out of memory", function()
     ]] .. FILL .. [[
       local ok, got = pcall(failed.recv, failed)
       print(ok, got)
-    ]], 700000)
+    ]], 150000)
     assert.equal(0, status, H.describe_child(status, out, err))
     assert.equal("true\tgoroutine 1: not enough memory (string)\n", out)
+  end)
+end)
+
+-- The same where `ulimit -v` cannot be used (ASan): a C module, built
+-- here, that puts a limit on the Lua state's allocator.
+local MEMLIMIT_C = [[
+#include <lua.h>
+#include <lauxlib.h>
+
+static lua_Alloc base;
+static void *baseud;
+static long long used, limit;
+
+static void *limited(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  long long old = ptr ? (long long)osize : 0;
+  if ((long long)nsize > old && used + ((long long)nsize - old) > limit)
+    return NULL;
+  void *p = base(baseud, ptr, osize, nsize);
+  if (nsize == 0)
+    used -= old;
+  else if (p)
+    used += (long long)nsize - old;
+  return p;
+}
+
+/* limit(bytes): from now on, at most `bytes` more than now */
+static int l_limit(lua_State *L) {
+  limit = (long long)luaL_checkinteger(L, 1);
+  if (base == NULL) {
+    base = lua_getallocf(L, &baseud);
+    lua_setallocf(L, limited, NULL);
+  }
+  return 0;
+}
+
+int luaopen_memlimit(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_limit);
+  lua_setfield(L, -2, "limit");
+  return 1;
+}
+]]
+
+describe("a goroutine out of memory (a limited allocator)", function()
+  local so, dir
+  setup(function()
+    if H.NO_CHILDREN then return end
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(H.command({ "mkdir", "-p", dir }) == 0)
+    local f = assert(io.open(dir .. "/memlimit.c", "wb"))
+    f:write(MEMLIMIT_C)
+    f:close()
+    -- nodelete: the allocator must outlive the dlclose of lua_close
+    local code, out = H.command({ "cc", "-shared", "-fPIC", "-O1", "-Wl,-z,nodelete", "-I/usr/include/lua5.4",
+                                  dir .. "/memlimit.c", "-o", dir .. "/memlimit.so" })
+    assert(code == 0, out)
+    so = dir .. "/memlimit.so"
+  end)
+  teardown(function() if dir then H.command({ "rm", "-rf", dir }) end end)
+
+  local function prelude()
+    return "local memlimit = assert(package.loadlib(" .. string.format("%q", so) ..
+           ", 'luaopen_memlimit'))()\n"
+  end
+
+  it("fails like any goroutine: 'goroutine N failed: not enough memory', status 2", function()
+    local status, out, err = H.run_child(pending, prelude() .. [[
+      local go = require "goro"
+      memlimit.limit(16 * 2^20)
+    ]] .. FILL .. [[
+      local ok, e = pcall(function() while true do go.yield() end end)
+      print("main's pcall caught: " .. tostring(e))
+    ]])
+    assert.equal(2, status, H.describe_child(status, out, err))
+    assert.matches("goroutine 1 failed: not enough memory", err, 1, true)
+    assert.not_matches("main's pcall", out, 1, true)
+  end)
+
+  it("reaches go.onerror, many times over, and the main thread goes on", function()
+    local status, out, err = H.run_child(pending, prelude() .. [[
+      local go = require "goro"
+      local failed = go.chan(1)
+      go.onerror(function(e, tb, id) failed:send(tostring(e)) end)
+      memlimit.limit(8 * 2^20)
+      local n = 0
+      for round = 1, 5 do
+    ]] .. FILL .. [[
+        if failed:recv() == "not enough memory" then n = n + 1 end
+      end
+      print(n)
+    ]])
+    assert.equal(0, status, H.describe_child(status, out, err))
+    assert.equal("5\n", out)
   end)
 end)
 
