@@ -2,6 +2,12 @@
 ** lblock.c — how Lua code blocks (the three paths of lgoro.h), how a Lua
 ** goroutine or the main thread is preempted, and the coroutine library
 ** wrapped so that both know which Lua thread is running.
+**
+** Nothing blocks inside a finaliser (Lua's collector is stopped for every
+** goroutine while one runs) nor while the state closes: that raises.
+** Preemption is sysmon's request, then SIGURG to the thread, whose handler
+** arms a count hook in the Lua thread that thread runs while it owns the
+** token; SIGURGs that carry no request of ours go to the host's handler.
 */
 #include <errno.h>
 #include <signal.h>

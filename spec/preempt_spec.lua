@@ -161,6 +161,41 @@ describe("preemption", function()
   end
 end)
 
+describe("preemption, slice after slice", function()
+  H.check_goroutines(before_each, after_each)
+  before_each(function() H.use_procs(1) end)
+
+  -- Two goroutines on 1 P hand a turn to each other by busy-waiting only:
+  -- every hand-off takes a preemption.  A preemption that left its thread
+  -- without the hook (a signal landing while the hook put back the one it
+  -- displaced) would leave the spinner running out its LIMIT.  Each keeps
+  -- a count hook of its own, which must survive every preemption.
+  it("keeps preempting the same goroutines, and puts back their own hooks", function()
+    needs_preemption()
+    local ROUNDS = H.scaled(40)
+    local turn, missed = 1, 0
+    local calls = { 0, 0 }
+    local wg = go.waitgroup()
+    wg:add(2)
+    for me = 1, 2 do
+      go(function()
+        local function hook() calls[me] = calls[me] + 1 end
+        debug.sethook(hook, "", 1000)
+        for _ = 1, ROUNDS do
+          if not spin_until(function() return turn == me end) then missed = missed + 1 end
+          turn = 3 - me
+        end
+        assert(debug.gethook() == hook, "the goroutine's own hook was lost")
+        debug.sethook()
+        wg:done()
+      end)
+    end
+    wg:wait()
+    assert.equal(0, missed)
+    assert.is_true(calls[1] > 0 and calls[2] > 0)
+  end)
+end)
+
 -- {======================================================
 -- SIGURG is shared with the host
 -- =======================================================
