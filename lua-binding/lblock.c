@@ -293,11 +293,6 @@ static _Atomic int main_preempt_pending;
 ** thread is about to get off the CPU anyway. */
 static __thread volatile sig_atomic_t restoring_hook;
 
-/* The state closes: the main thread keeps the token to the end. */
-static bool state_closing(lua_State *L, Universe *U) {
-  return U->closing || (in_finaliser(L) && closing_walk(L));
-}
-
 /*
 ** The count hook: first thing the interrupted Lua thread runs.  It puts
 ** back the hook it displaced, then gets off the CPU: a goroutine yields
@@ -315,10 +310,16 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
   lg->savedhook = NULL;
   atomic_signal_fence(memory_order_seq_cst);
   restoring_hook = 0;
+  /* Not inside a finaliser (Lua runs no hook in one, but may in a
+  ** coroutine it resumes): the others would run while the collector is
+  ** stopped, and could not block meanwhile.  This also keeps the main
+  ** thread's token to the end of a close. */
+  if (in_finaliser(L))
+    return;
   Universe *U = lg->U;
   if (lg == &U->main) {
     if (goro_token_owned(U->token) && goro_token_contended(U->token) &&
-        !state_closing(L, U)) {
+        !U->closing) {
       goro_token_release(U->token);
       goro_token_acquire(U->token);
     }
