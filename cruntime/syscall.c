@@ -28,8 +28,7 @@ void goro_entersyscall(void) {
   RELAXED_STORE(pp->m, NULL);
   /* The release orders everything the G did on this P before a retake. */
   atomic_store_explicit(&pp->status, P_SYSCALL, memory_order_release);
-  if (atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
-    goro_sysmon_wake();
+  goro_sysmon_wake();   /* its first read is seq_cst: see sysmon.c */
 }
 
 void goro_exitsyscall(void) {

@@ -41,8 +41,12 @@ static goro_mutex sysmon_lock;     /* orders goro_sysmon_idle with wakers */
 static _Atomic bool sysmon_stop;
 static int64_t schedtrace_ms;      /* GORO_DEBUG=schedtrace=MS */
 
+/* The first read is seq_cst: wakers made work visible (a P busy, an M in
+** a syscall, a G queued on a token) just before, and sysmon reads those
+** after setting the flag, a Dekker pattern that a relaxed read does not
+** order on weak memory (arm64). */
 void goro_sysmon_wake(void) {
-  if (!atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
+  if (!atomic_load(&goro_sysmon_idle))
     return;
   goro_mutex_lock(&sysmon_lock);
   if (atomic_load(&goro_sysmon_idle)) {

@@ -178,8 +178,12 @@ int goro_token_claim(G *gp) {
   goro_mutex_unlock(&t->lock);
   if (closed)
     return TOKEN_CLOSED;
-  /* A foreign owner must be watched even when every P goes idle. */
-  if (!owned && atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
+  /* A foreign owner must be watched even when every P goes idle.  A
+  ** Dekker pattern with sysmon's sleep: we count ourselves in nqueued then
+  ** read its idle flag, it sets the flag then reads nqueued (all_idle).
+  ** Both sides seq_cst, so at least one sees the other's write; a relaxed
+  ** read here could miss the flag while sysmon missed us (arm64). */
+  if (!owned && atomic_load(&goro_sysmon_idle))
     goro_sysmon_wake();
   return owned ? TOKEN_OWNED : TOKEN_QUEUED;
 }
@@ -249,7 +253,7 @@ bool goro_token_defer(G *gp, P *pp) {
     return false;   /* closed meanwhile (by its owner?): the usual way */
   if (owned)
     goro_throw("goro_token_defer: the token changed hands under its owner");
-  if (atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
+  if (atomic_load(&goro_sysmon_idle))   /* seq_cst: see goro_token_claim */
     goro_sysmon_wake();
   return true;
 }
@@ -277,7 +281,7 @@ void goro_token_acquire(goro_token *t) {
     goro_mutex_unlock(&t->lock);
     return;
   }
-  if (gp->foreign && atomic_load_explicit(&goro_sysmon_idle, memory_order_relaxed))
+  if (gp->foreign && atomic_load(&goro_sysmon_idle))   /* see goro_token_claim */
     goro_sysmon_wake();
   /* Readied by release, which made us the owner first. */
   goro_gopark(unlock_token, t, "token");
@@ -400,8 +404,10 @@ void goro_token_shutdown_closed(void) {
   goro_mutex_unlock(&tokenslock);
 }
 
+/* seq_cst: sysmon reads it after setting goro_sysmon_idle (see
+** goro_token_claim). */
 bool goro_token_waiting(void) {
-  return atomic_load_explicit(&nqueued, memory_order_relaxed) > 0;
+  return atomic_load(&nqueued) > 0;
 }
 
 /*

@@ -2,9 +2,16 @@
 ** lblock.c — how Lua code blocks (the three paths of lgoro.h), how a Lua
 ** goroutine or the main thread is preempted, and the coroutine library
 ** wrapped so that both know which Lua thread is running.
+**
+** Nothing blocks inside a finaliser (Lua's collector is stopped for every
+** goroutine while one runs) nor while the state closes: that raises.
+** Preemption is sysmon's request, then SIGURG to the thread, whose handler
+** arms a count hook in the Lua thread that thread runs while it owns the
+** token; SIGURGs that carry no request of ours go to the host's handler.
 */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,13 +50,20 @@ static int run_blocking(LG *lg) {
 }
 
 /*
-** Is the Lua state closing?  lua_close unwinds the main thread and then
-** runs every finaliser straight from its base: a __gc metamethod with no
-** Lua function below it.  While Lua runs normally the main chunk is
-** always below.  Goroutines must not run while lua_close frees the
-** state, so the main thread then keeps its token.
+** Lua stops its collector while a finaliser runs, for every goroutine: a
+** finaliser that blocked would stop collection for as long as it waits.
+** So blocking in a finaliser raises instead (Lua turns the error into a
+** warning).  Lua 5.4.4 says when one runs, in O(1): lua_gc answers -1 to
+** any request while a finaliser runs, including those lua_close runs.
+** Older 5.4 releases cannot tell; there only the close is caught, by
+** closing_walk.
 */
-static bool main_closing(lua_State *L) {
+
+/* lua_close unwinds the main thread and then runs every finaliser straight
+** from its base: a __gc metamethod with no Lua function below it.  While
+** Lua runs normally the main chunk is always below.  A walk of the whole
+** stack: only for a finaliser, or an old Lua. */
+static bool closing_walk(lua_State *L) {
   lua_Debug ar;
   int level = 0;
   while (lua_getstack(L, level + 1, &ar))
@@ -58,6 +72,44 @@ static bool main_closing(lua_State *L) {
     return false;
   return ar.name && ar.namewhat && strcmp(ar.namewhat, "metamethod") == 0 &&
          strcmp(ar.name, "__gc") == 0;
+}
+
+static bool in_finaliser(lua_State *L) {
+#if LUA_VERSION_RELEASE_NUM >= 50404
+  return lua_gc(L, LUA_GCISRUNNING) < 0;
+#else
+  return closing_walk(L);
+#endif
+}
+
+/* Why lg, running L, may not block now, or NULL.  Goroutines must not run
+** while lua_close frees the state, so the main thread then keeps its
+** token: that one gets its own message. */
+static const char *cannot_block(lua_State *L, LG *lg) {
+  bool ismain = lg == &lg->U->main;
+  if (ismain && lg->U->closing)
+    return "goro: cannot block while the Lua state closes";
+  if (!in_finaliser(L))
+    return NULL;
+  if (ismain && closing_walk(L))
+    return "goro: cannot block while the Lua state closes";
+  return "goro: cannot block in a finaliser";
+}
+
+/* Refuse lg's pending operation: release the values it holds, then raise
+** msg. */
+static int refuse(lua_State *L, LG *lg, const char *msg) {
+  if (lg->op == OP_SEND) {
+    lvalue_release(L, &lg->val);
+  } else if (lg->op == OP_SELECT) {
+    for (int i = 0; i < lg->ncases; i++)
+      if (lg->cases[i].c && lg->cases[i].dir == GORO_SELECT_SEND)
+        lvalue_release(L, &lg->vals[i]);
+    if (lg->cases == lg->sel.cases)
+      lg->sel.busy = false;
+  }
+  lg->op = OP_NONE;
+  return luaL_error(L, "%s", msg);
 }
 
 /* The continuation of a goroutine's yield: lg_run did the operation.
@@ -84,11 +136,15 @@ int lgoro_block(lua_State *L, LG *lg, int op, lg_results results) {
   Universe *U = lg->U;
   lg->op = op;
   lg->results = results;
-  if (lg == &U->main) {
-    if (U->closing || main_closing(L)) {
+  const char *why = cannot_block(L, lg);
+  if (why) {
+    if (op == OP_YIELD) {   /* nothing to wait for: a yield can be skipped */
       lg->op = OP_NONE;
-      return luaL_error(L, "goro: cannot block while the Lua state closes");
+      return results(L, lg, GORO_OK);
     }
+    return refuse(L, lg, why);
+  }
+  if (lg == &U->main) {
     lgoro_ensure_runtime(L, U);
     goro_token_release(U->token);
     do
@@ -119,11 +175,10 @@ int lgoro_block_now(lua_State *L, LG *lg, int op) {
   Universe *U = lg->U;
   lg->op = op;
   int rc;
+  const char *why = cannot_block(L, lg);
+  if (why)
+    return refuse(L, lg, why);
   if (lg == &U->main) {
-    if (U->closing || main_closing(L)) {
-      lg->op = OP_NONE;
-      return luaL_error(L, "goro: cannot block while the Lua state closes");
-    }
     lgoro_ensure_runtime(L, U);
     goro_token_release(U->token);
     do
@@ -142,6 +197,9 @@ int lgoro_block_now(lua_State *L, LG *lg, int op) {
 ** like any goroutine, and its token goes on at the switch. */
 void lgoro_without_token(lua_State *L, LG *lg, void (*fn)(void *), void *arg) {
   Universe *U = lg->U;
+  const char *why = cannot_block(L, lg);
+  if (why)
+    luaL_error(L, "%s", why);
   if (lg == &U->main) {
     lgoro_ensure_runtime(L, U);
     goro_token_release(U->token);
@@ -228,6 +286,27 @@ static bool urg_installed;
 static __thread LG *host_lg;
 
 /*
+** SIGURG is shared with the host (a Go c-shared library preempts its own
+** threads with it, from the same process, like us).  The handler takes a
+** signal as ours only when a request of ours is pending for the thread it
+** lands on, and passes every other one to the handler it displaced:
+**
+**   a goroutine   sysmon set the G's preempt flag before the signal; the
+**                 request is pending until the hook is armed for it.
+**   the main      sysmon reports a foreign owner with goid 0: on_preempt
+**   thread        sets preempt_pending in the main LG of that thread's
+**                 universe before the signal, and the handler takes it
+**                 (one signal, one request).
+*/
+static Universe *open_universes;   /* under urg_lock, by nextopen */
+
+/* Set on a thread while preempt_hook puts the displaced hook back: a
+** signal landing then must not arm again, or its hook and the one being
+** restored would mix (and leave the thread without preemption).  The
+** thread is about to get off the CPU anyway. */
+static __thread volatile sig_atomic_t restoring_hook;
+
+/*
 ** The count hook: first thing the interrupted Lua thread runs.  It puts
 ** back the hook it displaced, then gets off the CPU: a goroutine yields
 ** (with its stack) to the global queue; the main thread hands the
@@ -238,12 +317,22 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
   LG *lg = goro_getlocal();
   if (lg == NULL)
     return;
+  restoring_hook = 1;
+  atomic_signal_fence(memory_order_seq_cst);
   lua_sethook(L, lg->savedhook, lg->savedmask, lg->savedcount);
   lg->savedhook = NULL;
+  atomic_signal_fence(memory_order_seq_cst);
+  restoring_hook = 0;
+  /* Not inside a finaliser (Lua runs no hook in one, but may in a
+  ** coroutine it resumes): the others would run while the collector is
+  ** stopped, and could not block meanwhile.  This also keeps the main
+  ** thread's token to the end of a close. */
+  if (in_finaliser(L))
+    return;
   Universe *U = lg->U;
   if (lg == &U->main) {
     if (goro_token_owned(U->token) && goro_token_contended(U->token) &&
-        !main_closing(L)) {
+        !U->closing) {
       goro_token_release(U->token);
       goro_token_acquire(U->token);
     }
@@ -256,53 +345,78 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
-/* In the signal handler: arm the hook in the Lua thread this thread is
-** running, if it is ours and was asked to stop.  Only async-signal-safe
-** work: lua_sethook is made for this (lua.c's Ctrl-C does the same). */
-static void arm(void) {
+/*
+** In the signal handler: is a preemption request of ours pending for this
+** thread?  If so, take it, and arm the hook in the Lua thread this thread
+** runs, when that is ours to touch: the thread runs it *and* owns the
+** token now (a signal may land just after the main thread let the token
+** go, or while a goroutine waits without it: another thread may be
+** running Lua then).  Only async-signal-safe work: lua_sethook is made
+** for this (lua.c's Ctrl-C does the same).
+*/
+static bool take_preempt_request(void) {
   LG *lg;
   if (goro_id() != 0) {
     if (!goro_preempt_requested())
-      return;
+      return false;
     lg = goro_getlocal();
+    if (lg == NULL)
+      return true;   /* a goroutine that runs no Lua: nothing to arm */
+    if (lg->running && lua_gethook(lg->running) == preempt_hook)
+      return false;  /* taken already: this signal is someone else's */
   } else {
     lg = host_lg;
+    if (lg == NULL || !atomic_exchange(&lg->preempt_pending, 0))
+      return false;
   }
-  if (lg == NULL || lg->U->closing || lg->running == NULL)
-    return;
+  Universe *U = lg->U;
+  if (U->closing || restoring_hook || lg->running == NULL ||
+      !goro_token_owned(U->token))
+    return true;
   lua_State *L = lg->running;
   lua_Hook h = lua_gethook(L);
   if (h == preempt_hook)
-    return;
+    return true;
   lg->savedhook = h;
   lg->savedmask = lua_gethookmask(L);
   lg->savedcount = lua_gethookcount(L);
   lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
+  return true;
 }
 
 static void on_sigurg(int sig, siginfo_t *si, void *uc) {
   int saved = errno;
-  if (si->si_code == SI_TKILL && si->si_pid == getpid()) {
-    arm();
-  } else if (oldurg.sa_flags & SA_SIGINFO) {
-    if (oldurg.sa_sigaction)
-      oldurg.sa_sigaction(sig, si, uc);
-  } else if (oldurg.sa_handler != SIG_DFL && oldurg.sa_handler != SIG_IGN) {
-    oldurg.sa_handler(sig);
+  if (!take_preempt_request()) {
+    if (oldurg.sa_flags & SA_SIGINFO) {
+      if (oldurg.sa_sigaction)
+        oldurg.sa_sigaction(sig, si, uc);
+    } else if (oldurg.sa_handler != SIG_DFL && oldurg.sa_handler != SIG_IGN) {
+      oldurg.sa_handler(sig);
+    }
   }
   errno = saved;
 }
 
 /* sysmon's hook: interrupt the thread (an M, or the main thread owning
-** the token).  SIGURG, as Go since 1.14: nobody else relies on it. */
+** the token), its request marked first so that the handler knows the
+** signal for ours.  SIGURG, as Go since 1.14. */
 static void on_preempt(pthread_t thread, int64_t goid, void *ud) {
-  (void)goid; (void)ud;
+  (void)ud;
+  if (goid == 0) {
+    pthread_mutex_lock(&urg_lock);
+    for (Universe *U = open_universes; U; U = U->nextopen)
+      if (pthread_equal(U->mainthread, thread))
+        atomic_store(&U->main.preempt_pending, 1);
+    pthread_mutex_unlock(&urg_lock);
+  }
   pthread_kill(thread, SIGURG);
 }
 
 void lgoro_preempt_install(Universe *U) {
   host_lg = &U->main;
   pthread_mutex_lock(&urg_lock);
+  U->nextopen = open_universes;
+  open_universes = U;
   if (urg_users++ == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -320,6 +434,11 @@ void lgoro_preempt_remove(Universe *U) {
   if (host_lg == &U->main)
     host_lg = NULL;
   pthread_mutex_lock(&urg_lock);
+  for (Universe **p = &open_universes; *p; p = &(*p)->nextopen)
+    if (*p == U) {
+      *p = U->nextopen;
+      break;
+    }
   if (--urg_users == 0) {
     goro_set_preempt_hook(NULL, NULL);
     if (urg_installed) {

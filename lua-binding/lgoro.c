@@ -242,11 +242,35 @@ static Universe *universe_open(lua_State *L) {
 ** =======================================================
 */
 
-/* Format an error value the way lua.c does. */
+/* errstring's protected part: the __tostring of value 1, or nothing. */
+static int call_tostring(lua_State *L) {
+  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+    return 1;
+  return 0;
+}
+
+/*
+** Format an error value the way lua.c does.  A __tostring that raises
+** must not cost the report its traceback: it is called protected, and its
+** failure becomes part of the message.
+*/
 static const char *errstring(lua_State *L, int idx) {
-  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING)
     return lua_tostring(L, idx);
-  if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);   /* converted in place: not the caller's value */
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, call_tostring);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    const char *why = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                     : luaL_typename(L, -1);
+    return lua_pushfstring(L, "(error object is a %s value; its __tostring "
+                              "raised: %s)", luaL_typename(L, idx), why);
+  }
+  if (lua_type(L, -1) == LUA_TSTRING)
     return lua_tostring(L, -1);
   return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
 }
@@ -263,35 +287,115 @@ static int default_onerror(lua_State *L) {
 }
 
 /*
+** What report_error does on a goroutine's thread outside lua_resume must
+** not raise: there is no protected call around it, and Lua would throw
+** the error into the main thread's innermost pcall, from this thread.  So
+** every step that allocates (and may fail for want of memory, or run a
+** finaliser) runs in a lua_pcall of one of these two functions, and
+** report_error itself only pushes values that need no memory.
+*/
+
+/* The dead thread's traceback (from the frame below this call) and its
+** error (argument 1), anchored together: returns the registry reference. */
+static int capture_error(lua_State *L) {
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  luaL_traceback(L, L, NULL, 1);
+  lua_rawseti(L, -2, 2);
+  lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 1;
+}
+
+/* handler(err, traceback, id), with a traceback that could not be taken
+** replaced by a note saying so. */
+static int call_handler(lua_State *L) {
+  if (lua_isnil(L, 3))
+    lua_pushliteral(L, "stack traceback:\n\t(unavailable: out of memory)");
+  else
+    lua_pushvalue(L, 3);
+  lua_replace(L, 3);
+  lua_call(L, 3, 0);
+  return 0;
+}
+
+/* The value at idx as a C string, for a last-resort report: no memory
+** needed, no metamethod run (buf: room for a number). */
+static const char *plainstring(lua_State *L, int idx, char buf[64]) {
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+      return lua_tostring(L, idx);
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx))
+        snprintf(buf, 64, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+      else
+        snprintf(buf, 64, LUA_NUMBER_FMT, lua_tonumber(L, idx));
+      return buf;
+    default:
+      snprintf(buf, 64, "(error object is a %s value)", luaL_typename(L, idx));
+      return buf;
+  }
+}
+
+/*
 ** An error escaped goroutine lg.  Its thread is dead with the error on
 ** top and its frames still there for the traceback.  Then the thread is
 ** reset (closing its to-be-closed variables) and the handler runs on it.
+** Out of memory, the traceback may be missing, but the error (Lua's
+** preallocated "not enough memory") still reaches the handler: the reset
+** leaves it on the stack, and releases the goroutine's own memory.
 */
 static void report_error(LG *lg) {
   lua_State *L = lg->L;
   Universe *U = lg->U;
-  luaL_traceback(L, L, NULL, 0);
-  int tb = luaL_ref(L, LUA_REGISTRYINDEX);
-  int err = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_resetthread(L);
-  lua_settop(L, 0);
+  int anchor = LUA_NOREF;
+  if (lua_checkstack(L, 2)) {   /* which never raises */
+    lua_pushcfunction(L, capture_error);
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+      anchor = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_resetthread(L);   /* leaves the error (or a __close's) at 1 */
+  /* stack: err  handler err traceback id */
+  if (anchor != LUA_NOREF) {
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, anchor);
+    lua_rawgeti(L, 1, 1);
+    lua_replace(L, 1);
+  } else {
+    lua_settop(L, 1);
+  }
+  lua_pushcfunction(L, call_handler);
   if (U->onerror != LUA_NOREF)
     lua_rawgeti(L, LUA_REGISTRYINDEX, U->onerror);
   else
     lua_pushcfunction(L, default_onerror);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, err);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, tb);
+  lua_pushvalue(L, 1);
+  if (anchor != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, anchor);
+    lua_rawgeti(L, -1, 2);
+    lua_replace(L, -2);
+    luaL_unref(L, LUA_REGISTRYINDEX, anchor);   /* needs no memory */
+  } else {
+    lua_pushnil(L);
+  }
   lua_pushinteger(L, (lua_Integer)lg->id);
-  luaL_unref(L, LUA_REGISTRYINDEX, err);
-  luaL_unref(L, LUA_REGISTRYINDEX, tb);
   lg->running = L;
-  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+    char errbuf[64], whybuf[64];
     fflush(stdout);
-    fprintf(stderr, "goroutine %lld: error in go.onerror handler: %s\n",
-            (long long)lg->id, lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    if (U->onerror == LUA_NOREF)   /* the default itself failed (memory) */
+      fprintf(stderr, "goroutine %lld failed: %s\n(no traceback: %s)\n",
+              (long long)lg->id, plainstring(L, 1, errbuf),
+              plainstring(L, -1, whybuf));
+    else
+      fprintf(stderr, "goroutine %lld: error in go.onerror handler: %s\n",
+              (long long)lg->id, plainstring(L, -1, whybuf));
     fflush(stderr);
     _exit(2);
   }
+  lua_settop(L, 0);
 }
 
 /*

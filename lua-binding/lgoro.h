@@ -113,6 +113,8 @@ struct LG {
   };
   selbuf sel;               /* cached select buffers */
 
+  _Atomic int preempt_pending;  /* the main LG: sysmon asked (lblock.c) */
+
   /* the count hook a preemption displaced, put back by ours */
   lua_Hook savedhook;
   int savedmask, savedcount;
@@ -125,6 +127,7 @@ struct Universe {
   goro_token *token;
   LG main;                  /* the main thread's state */
   pthread_t mainthread;
+  Universe *nextopen;       /* the open universes (lblock.c, preemption) */
   int onerror;              /* registry ref of go.onerror's function */
   int threads;              /* registry ref: weak set of goroutine threads */
   int nprocs;               /* requested Ps; 0: default */

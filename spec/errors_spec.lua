@@ -269,3 +269,279 @@ describe("the default go.onerror", function()
     assert.matches("goroutine 1 failed: boom", err, 1, true)
   end)
 end)
+
+-- {======================================================
+-- Errors where Lua has no protected call to catch them
+-- =======================================================
+
+-- ASan and TSan reserve terabytes of address space for their shadow
+-- memory: a process of theirs cannot start under `ulimit -v`.
+local SANITIZED = ((os.getenv("LD_PRELOAD") or "") .. (os.getenv("GORO_TEST_BUILD") or "")):find("san", 1, true)
+
+local function shquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Run Lua source `code` in a child lua5.4 whose address space is limited
+-- to `kb` KiB (`ulimit -v`), bounded by `timeout 60`.  Returns the exit
+-- status, stdout and stderr, as H.run_child.
+local function run_limited(code, kb)
+  if H.NO_CHILDREN then pending(H.NO_CHILDREN) end
+  if SANITIZED then pending("ulimit -v: the sanitizers' shadow memory does not fit in it") end
+  local src, errf = os.tmpname(), os.tmpname()
+  local f = assert(io.open(src, "wb"))
+  f:write(code)
+  f:close()
+  local cmd = string.format("env LUA_CPATH=%s timeout -k 5 60 sh -c %s 2>%s",
+    shquote(package.cpath),
+    shquote(string.format("ulimit -v %d && exec lua5.4 %s", kb, shquote(src))),
+    shquote(errf))
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local _, how, status = p:close()
+  f = io.open(errf, "rb")
+  local err = f and f:read("a") or ""
+  if f then f:close() end
+  os.remove(src)
+  os.remove(errf)
+  if how == "signal" then status = 128 + status end
+  return status, out, err
+end
+
+-- A goroutine that fills memory until Lua's allocator fails.
+local FILL = [[
+  go(function()
+    local t = {}
+    for i = 1, math.huge do t[i] = { i } end
+  end)
+]]
+
+describe("a goroutine out of memory", function()
+  it("fails like any goroutine: 'goroutine N failed: not enough memory', status 2", function()
+    local status, out, err = run_limited([[
+      local go = require "goro"
+    ]] .. FILL .. [[
+      -- The error must not land in the main thread's pcall.
+      local ok, e = pcall(function() while true do go.yield() end end)
+      print("main's pcall caught: " .. tostring(e))
+    ]], 150000)
+    assert.equal(2, status, H.describe_child(status, out, err))
+    assert.matches("goroutine 1 failed: not enough memory", err, 1, true)
+    assert.not_matches("main's pcall", out, 1, true)
+  end)
+
+  it("reaches go.onerror, and the main thread goes on", function()
+    local status, out, err = run_limited([[
+      local go = require "goro"
+      local failed = go.chan(1)
+      go.onerror(function(e, tb, id)
+        failed:send(string.format("goroutine %d: %s (%s)", id, tostring(e), type(tb)))
+      end)
+    ]] .. FILL .. [[
+      local ok, got = pcall(failed.recv, failed)
+      print(ok, got)
+    ]], 150000)
+    assert.equal(0, status, H.describe_child(status, out, err))
+    assert.equal("true\tgoroutine 1: not enough memory (string)\n", out)
+  end)
+end)
+
+-- The same where `ulimit -v` cannot be used (ASan): a C module, built
+-- here, that puts a limit on the Lua state's allocator.
+local MEMLIMIT_C = [[
+#include <lua.h>
+#include <lauxlib.h>
+
+static lua_Alloc base;
+static void *baseud;
+static long long used, limit;
+
+static void *limited(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  long long old = ptr ? (long long)osize : 0;
+  if ((long long)nsize > old && used + ((long long)nsize - old) > limit)
+    return NULL;
+  void *p = base(baseud, ptr, osize, nsize);
+  if (nsize == 0)
+    used -= old;
+  else if (p)
+    used += (long long)nsize - old;
+  return p;
+}
+
+/* limit(bytes): from now on, at most `bytes` more than now */
+static int l_limit(lua_State *L) {
+  limit = (long long)luaL_checkinteger(L, 1);
+  if (base == NULL) {
+    base = lua_getallocf(L, &baseud);
+    lua_setallocf(L, limited, NULL);
+  }
+  return 0;
+}
+
+int luaopen_memlimit(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_limit);
+  lua_setfield(L, -2, "limit");
+  return 1;
+}
+]]
+
+describe("a goroutine out of memory (a limited allocator)", function()
+  local so, dir
+  setup(function()
+    if H.NO_CHILDREN then return end
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(H.command({ "mkdir", "-p", dir }) == 0)
+    local f = assert(io.open(dir .. "/memlimit.c", "wb"))
+    f:write(MEMLIMIT_C)
+    f:close()
+    -- nodelete: the allocator must outlive the dlclose of lua_close
+    local code, out = H.command({ "cc", "-shared", "-fPIC", "-O1", "-Wl,-z,nodelete", "-I/usr/include/lua5.4",
+                                  dir .. "/memlimit.c", "-o", dir .. "/memlimit.so" })
+    assert(code == 0, out)
+    so = dir .. "/memlimit.so"
+  end)
+  teardown(function() if dir then H.command({ "rm", "-rf", dir }) end end)
+
+  local function prelude()
+    return "local memlimit = assert(package.loadlib(" .. string.format("%q", so) ..
+           ", 'luaopen_memlimit'))()\n"
+  end
+
+  it("fails like any goroutine: 'goroutine N failed: not enough memory', status 2", function()
+    local status, out, err = H.run_child(pending, prelude() .. [[
+      local go = require "goro"
+      memlimit.limit(16 * 2^20)
+    ]] .. FILL .. [[
+      local ok, e = pcall(function() while true do go.yield() end end)
+      print("main's pcall caught: " .. tostring(e))
+    ]])
+    assert.equal(2, status, H.describe_child(status, out, err))
+    assert.matches("goroutine 1 failed: not enough memory", err, 1, true)
+    assert.not_matches("main's pcall", out, 1, true)
+  end)
+
+  it("reaches go.onerror, many times over, and the main thread goes on", function()
+    local status, out, err = H.run_child(pending, prelude() .. [[
+      local go = require "goro"
+      local failed = go.chan(1)
+      go.onerror(function(e, tb, id) failed:send(tostring(e)) end)
+      memlimit.limit(8 * 2^20)
+      local n = 0
+      for round = 1, 5 do
+    ]] .. FILL .. [[
+        if failed:recv() == "not enough memory" then n = n + 1 end
+      end
+      print(n)
+    ]])
+    assert.equal(0, status, H.describe_child(status, out, err))
+    assert.equal("5\n", out)
+  end)
+end)
+
+describe("the default go.onerror, given an error whose __tostring raises", function()
+  it("prints the traceback anyway, with the reason", function()
+    local status, out, err = H.run_child(pending, [[
+      local go = require "goro"
+      local bad = setmetatable({}, { __tostring = function() error("tostring fails", 0) end })
+      local function raiser() error(bad) end
+      go(function() raiser() end)
+      go.wait()
+      print("not reached")
+    ]])
+    assert.equal(2, status, H.describe_child(status, out, err))
+    assert.matches("goroutine 1 failed: (error object is a table value; its __tostring raised: tostring fails)", err, 1, true)
+    assert.matches("stack traceback:", err, 1, true)
+    assert.matches("in upvalue 'raiser'", err, 1, true)
+    assert.not_matches("go.onerror handler", err, 1, true)
+  end)
+end)
+
+-- }======================================================
+
+
+-- {======================================================
+-- Finalisers cannot block
+-- =======================================================
+
+-- Lua stops its collector while a finaliser runs: one that blocked would
+-- stop collection for every goroutine.  It gets an error instead.
+describe("a finaliser that would block", function()
+  it("raises 'cannot block in a finaliser', in a goroutine and on the main thread", function()
+    local status, out, err = H.run_child(pending, [[
+      local go = require "goro"
+      local never = go.chan()
+      local out = go.chan(1)
+      go(function()
+        setmetatable({}, { __gc = function()
+          out:send(select(2, pcall(never.recv, never)))   -- buffered: no wait
+        end })
+        collectgarbage()
+      end)
+      print((out:recv()))
+      setmetatable({}, { __gc = function()
+        print(select(2, pcall(never.send, never, 1)))
+        print(select(2, pcall(go.select, { never, {never, 2} })))
+        print(select(2, pcall(go.sleep, 0.01)))
+      end })
+      collectgarbage()
+      print("done")
+    ]])
+    assert.equal(0, status, H.describe_child(status, out, err))
+    assert.equal(string.rep("goro: cannot block in a finaliser\n", 4) .. "done\n", out)
+  end)
+
+  it("turns, uncaught, into Lua's warning 'error in __gc' and the program goes on", function()
+    local status, out, err = H.run_child(pending, [[
+      local go = require "goro"
+      warn("@on")
+      local never = go.chan()
+      setmetatable({}, { __gc = function() never:recv() end })
+      collectgarbage()
+      local done = go.chan()
+      go(function()
+        setmetatable({}, { __gc = function() never:recv() end })
+        collectgarbage()
+        done:send(true)
+      end)
+      done:recv()
+      print("went on")
+    ]])
+    assert.equal(0, status, H.describe_child(status, out, err))
+    assert.equal("went on\n", out)
+    local _, n = err:gsub("Lua warning: error in __gc [^\n]*goro: cannot block in a finaliser", "")
+    assert.equal(2, n, err)
+  end)
+
+  it("may still do what does not wait: a buffered send, a try, go.yield", function()
+    local status, out, err = H.run_child(pending, [[
+      local go = require "goro"
+      local box = go.chan(1)
+      local mu = go.mutex()
+      setmetatable({}, { __gc = function()
+        box:send("sent")
+        go.yield()
+        print(mu:trylock(), go.select{ go.chan(), default = true })
+      end })
+      collectgarbage()
+      print((box:recv()))
+    ]])
+    assert.equal(0, status, H.describe_child(status, out, err))
+    assert.equal("true\tnil\nsent\n", out)
+  end)
+
+  it("at lua_close raises 'cannot block while the Lua state closes'", function()
+    local status, out, err = H.run_child(pending, [[
+      local go = require "goro"
+      local never = go.chan()
+      go(function() never:recv() end)   -- parked at the end: dropped
+      setmetatable({}, { __gc = function() print(select(2, pcall(never.recv, never))) end })
+    ]])
+    assert.equal(0, status, H.describe_child(status, out, err))
+    assert.equal("goro: cannot block while the Lua state closes\n", out)
+  end)
+end)
+
+-- }======================================================
