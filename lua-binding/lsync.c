@@ -38,6 +38,7 @@ static int l_mutex(lua_State *L) {
   mu->c = goro_chan_new(sizeof(lvalue), 1);
   if (mu->c == NULL)
     return luaL_error(L, "goro: out of memory");
+  goro_chan_setwaitreason(mu->c, "semacquire");   /* Go's word in a dump */
   return 1;
 }
 
@@ -113,6 +114,7 @@ static goro_chan *donechan(lua_State *L) {
     lua_pop(L, 1);
     lua_getfield(L, lua_upvalueindex(2), "chan");   /* go.chan */
     lua_call(L, 0, 1);
+    goro_chan_setwaitreason(lgoro_checkchan(L, -1), "semacquire");
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 1, 1);
   }
