@@ -448,6 +448,12 @@ int goro_goroutines(goro_ginfo *out, int max);
 /* The goroutine `id`: false when it has ended (or never existed). */
 bool goro_goroutine(int64_t id, goro_ginfo *out);
 
+/* The same for g, a goroutine or a foreign thread's waiter (goro_self()),
+** which a thread can read from another: its id is 0; it is RUNNING, or
+** WAITING when the thread is blocked in the runtime ("token": waiting for
+** a goro_token).  False for a goroutine that has ended. */
+bool goro_g_info(goro_g *g, goro_ginfo *out);
+
 /* "runnable", "running", "syscall", "waiting". */
 const char *goro_gstate_name(int state);
 

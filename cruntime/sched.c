@@ -1393,6 +1393,10 @@ bool goro_goroutine(int64_t id, goro_ginfo *out) {
   return found;
 }
 
+bool goro_g_info(goro_g *g, goro_ginfo *out) {
+  return g != NULL && ginfo_of(g, out);
+}
+
 const char *goro_gstate_name(int state) {
   switch (state) {
     case GORO_GSTATE_RUNNABLE: return "runnable";

@@ -42,20 +42,27 @@ LG *lgoro_current(lua_State *L) {
 ** is not a G, so its state comes from its pending operation.
 */
 
-/* Go's words for what the main thread, blocked in op, waits on. */
-static const char *op_reason(LG *lg) {
-  switch (lg->op) {
-    case OP_SEND: case OP_RECV: {
-      const char *r = lg->c ? goro_chan_waitreason(lg->c) : NULL;
-      return r ? r : lg->op == OP_SEND ? "chan send" : "chan receive";
-    }
-    case OP_SELECT: return "select";
-    case OP_SLEEP: return "sleep";
-    case OP_FDWAIT: return "IO wait";
-    case OP_WAITALL: return "wait";
-    case OP_YIELD: return "runnable";
-    default: return "running";
-  }
+/* A G's state in go.status's words, and the seconds it has waited. */
+static const char *info_state(const goro_ginfo *info, double *waited) {
+  *waited = 0;
+  if (info->state != GORO_GSTATE_WAITING)
+    return goro_gstate_name(info->state);
+  *waited = (double)(goro_now() - info->waitsince) / 1e9;
+  return info->waitreason ? info->waitreason : "waiting";
+}
+
+/* The state of the main thread, seen from another thread: its waiter's.
+** Waiting for the token, it is as good as runnable. */
+static const char *main_state(Universe *U, double *waited) {
+  goro_ginfo info;
+  *waited = 0;
+  if (!goro_g_info(U->mainwaiter, &info) ||
+      info.state != GORO_GSTATE_WAITING)
+    return "running";
+  if (info.waitreason == NULL || strcmp(info.waitreason, "token") == 0)
+    return "runnable";
+  *waited = (double)(goro_now() - info.waitsince) / 1e9;
+  return info.waitreason;
 }
 
 /* The state of goroutine id as go.status names it, with the seconds it has
@@ -65,14 +72,11 @@ static const char *goroutine_state(Universe *U, LG *self, int64_t id,
                                    double *waited) {
   *waited = 0;
   if (id == 0)
-    return self == &U->main ? "running" : op_reason(&U->main);
+    return self == &U->main ? "running" : main_state(U, waited);
   goro_ginfo info;
   if (!goro_goroutine(id, &info))
     return NULL;
-  if (info.state != GORO_GSTATE_WAITING)
-    return goro_gstate_name(info.state);
-  *waited = (double)(goro_now() - info.waitsince) / 1e9;
-  return info.waitreason ? info.waitreason : "waiting";
+  return info_state(&info, waited);
 }
 
 /* The LG of goroutine id in U, or NULL (a C task, another state's). */
@@ -156,18 +160,17 @@ static int dump_all(lua_State *L) {
   add_traceback(&b, L, L, 1);
   if (self != &U->main) {
     luaL_addchar(&b, '\n');
-    format_header(header, sizeof header, 0, op_reason(&U->main), 0);
+    double waited;
+    const char *state = main_state(U, &waited);
+    format_header(header, sizeof header, 0, state, waited);
     luaL_addstring(&b, header);
     add_traceback(&b, L, U->L, 0);
   }
   for (int i = 0; i < n; i++) {
     if (all[i].id == self->id)
       continue;
-    const char *state = all[i].state == GORO_GSTATE_WAITING
-        ? (all[i].waitreason ? all[i].waitreason : "waiting")
-        : goro_gstate_name(all[i].state);
-    double waited = all[i].state == GORO_GSTATE_WAITING
-        ? (double)(goro_now() - all[i].waitsince) / 1e9 : 0;
+    double waited;
+    const char *state = info_state(&all[i], &waited);
     luaL_addchar(&b, '\n');
     format_header(header, sizeof header, all[i].id, state, waited);
     luaL_addstring(&b, header);
@@ -202,6 +205,25 @@ static int l_stacks(lua_State *L) {
   return 1;
 }
 
+/* go.status() -> { [state] = count }: how many goroutines (not counting
+** the main thread) are in each state, from one walk of the runtime's list:
+** a test can see that 100,000 sleep at once without asking each. */
+static int status_counts(lua_State *L) {
+  int n;
+  goro_ginfo *all = push_goroutines(L, &n);
+  lua_createtable(L, 0, 4);
+  for (int i = 0; i < n; i++) {
+    double waited;
+    const char *state = info_state(&all[i], &waited);
+    lua_getfield(L, -1, state);
+    lua_Integer count = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, count + 1);
+    lua_setfield(L, -2, state);
+  }
+  return 1;
+}
+
 /*
 ** go.status(id) -> state, seconds: what goroutine id (0: the main thread)
 ** does now: "running", "runnable", "syscall", or, parked, Go's words for
@@ -211,6 +233,8 @@ static int l_stacks(lua_State *L) {
 */
 static int l_status(lua_State *L) {
   Universe *U = lgoro_universe(L);
+  if (lua_isnoneornil(L, 1))
+    return status_counts(L);
   lua_Integer id = luaL_checkinteger(L, 1);
   LG *self = lgoro_current(L);
   double waited;
@@ -269,7 +293,11 @@ static void on_deadlock(void *ud) {
   fflush(stdout);
   fputs("fatal error: all goroutines are asleep - deadlock!\n", stderr);
   if (U != NULL) {
-    fprintf(stderr, "\ngoroutine 0 [%s]:\n", op_reason(&U->main));
+    double waited;
+    const char *state = main_state(U, &waited);
+    char header[160];
+    format_header(header, sizeof header, 0, state, waited);
+    fprintf(stderr, "\n%s", header);
     print_traceback(U->L);
     enum { DUMP_MAX = 1000 };   /* Go prints them all; a report needs less */
     static goro_ginfo all[DUMP_MAX];
@@ -277,13 +305,8 @@ static void on_deadlock(void *ud) {
     int shown = n < DUMP_MAX ? n : DUMP_MAX;
     qsort(all, (size_t)shown, sizeof *all, compare_ginfo);
     for (int i = 0; i < shown; i++) {
-      char header[160];
-      const char *state = all[i].state == GORO_GSTATE_WAITING
-          ? (all[i].waitreason ? all[i].waitreason : "waiting")
-          : goro_gstate_name(all[i].state);
-      format_header(header, sizeof header, all[i].id, state,
-                    all[i].state == GORO_GSTATE_WAITING
-                    ? (double)(goro_now() - all[i].waitsince) / 1e9 : 0);
+      state = info_state(&all[i], &waited);
+      format_header(header, sizeof header, all[i].id, state, waited);
       fprintf(stderr, "\n%s", header);
       LG *lg = find_lg(U, all[i].id);
       if (lg == NULL) {
@@ -386,6 +409,7 @@ static Universe *universe_open(lua_State *L) {
   U->L = L;
   U->onerror = LUA_NOREF;
   U->mainthread = pthread_self();
+  U->mainwaiter = goro_self();
   U->main.U = U;
   U->main.L = L;
   U->main.running = L;
