@@ -58,7 +58,8 @@ static const char *main_state(Universe *U, double *waited) {
   *waited = 0;
   if (!goro_g_info(U->mainwaiter, &info) ||
       info.state != GORO_GSTATE_WAITING)
-    return "running";
+    /* go.wait() blocks the thread outside the scheduler (goro_wait) */
+    return U->main.op == OP_WAITALL ? "wait" : "running";
   if (info.waitreason == NULL || strcmp(info.waitreason, "token") == 0)
     return "runnable";
   *waited = (double)(goro_now() - info.waitsince) / 1e9;

@@ -29,12 +29,35 @@
 local seed, batch, ncalls, logpath = tonumber(arg[1]), tonumber(arg[2]), tonumber(arg[3]), arg[4]
 assert(seed and batch and ncalls and logpath, "usage: fuzz_child.lua SEED BATCH CALLS LOGFILE")
 
+-- GORO_FUZZ_EXCLUDE=a,b (by hand, to look past a known crash): leave out
+-- the calls whose name contains a or b ("late finaliser" and "finaliser
+-- before goro" name the finalisers below).
+local function excluded(name)
+  for word in (os.getenv("GORO_FUZZ_EXCLUDE") or ""):gmatch("[^,]+") do
+    if name:find(word, 1, true) then return true end
+  end
+  return false
+end
+
 local LOG = assert(io.open(logpath, "w"))
 LOG:setvbuf("no")
 local function log(line) LOG:write(line, "\n") end
 log(string.format("seed %d batch %d calls %d", seed, batch, ncalls))
 
-local go = require "goro"
+-- Made before goro is: finalised after its universe at exit (lua_close
+-- runs finalisers in the reverse order of their marking), where goro
+-- calls must still fail cleanly (issue 11, item 6).  And the coroutine
+-- library as it was before goro wrapped it (item 7).
+local go
+local after_universe = not excluded("finaliser before goro") and setmetatable({}, { __gc = function()
+  pcall(go, function() end)
+  pcall(go.chan)
+  pcall(go.after, 0.001)
+  pcall(go.yield)
+end })
+local raw_resume, raw_running = coroutine.resume, coroutine.running
+
+go = require "goro"
 math.randomseed(seed, batch)
 local random = math.random
 
@@ -131,6 +154,7 @@ local function hostile_tables(ch)
     named(setmetatable({}, { __metatable = "locked" }), "t_locked_mt"),
     named(setmetatable({}, { __name = "goro.chan" }), "t_named_like_chan"),
     named(setmetatable({}, { __mode = "kv" }), "t_weak"),
+    named(setmetatable({}, { __tostring = function(t) return "<" .. tostring(t) .. ">" end }), "t_tostring_recursive"),
   }
 end
 
@@ -171,8 +195,30 @@ local function finaliser(p, what)
   end })
 end
 
+-- A finaliser made before the objects it uses: it runs after theirs, on
+-- objects already finalised (issue 11, items 4 and 5).
+local function late_finaliser(p)
+  local holder = {}
+  if excluded("late finaliser") then return holder end
+  p.late = setmetatable({}, { __gc = function()
+    for _, v in ipairs(holder) do
+      pcall(function()
+        local k = KIND[v]
+        if k == "timer" then v:stop(); v:reset(0.001)
+        elseif k == "chan" then go.select{ v, default = true }; go.select{ { v, 1 }, default = true }; v:send(1); v:close()
+        elseif k == "mutex" then v:trylock(); v:unlock()
+        elseif k == "wg" then v:add(1); v:done()
+        elseif k == "conn" or k == "listener" or k == "udp" then v:close()
+        end
+      end)
+    end
+  end })
+  return holder
+end
+
 local function make_pool(generation)
   local p = { values = {}, by_kind = {} }
+  local holder = late_finaliser(p)
   local g = "g" .. generation .. "."
   local function ok(v) if type(v) == "userdata" or type(v) == "table" then return v end end
   add(p, go.chan(), g .. "chan0", "chan")
@@ -255,6 +301,9 @@ local function make_pool(generation)
   for _, h in ipairs(hostile_tables(full)) do add(p, h, NAME[h], "table") end
   add(p, {}, g .. "empty_table", "table")
   add(p, { 1, 2, 3 }, g .. "array", "table")
+  for _, v in ipairs(p.values) do
+    if KIND[v] and random(3) == 1 then holder[#holder + 1] = v end
+  end
   -- Finalisers doing goro work when their object goes.
   p.finalisers = {}
   for i, v in ipairs(p.values) do
@@ -430,6 +479,9 @@ entry("coroutine.resume", function() return coroutine.resume end,
 entry("coroutine.wrap+call", function() return function(f, ...) return coroutine.wrap(f)(...) end end,
       function() local a = some(random(0, 2)); table.insert(a, 1, random(2) == 1 and pick(CALLBACKS) or any()); a.n = a.n + 1; return a end,
       function(a) return a[1] ~= f_yield and (type(a[1]) ~= "function" or NAME[a[1]] ~= nil) end)
+entry("coroutine.resume (before goro)", function() return raw_resume end,
+      function() local a = some(random(0, 2)); table.insert(a, 1, thread_or_any()); a.n = a.n + 1; return a end,
+      function(a) return type(a[1]) ~= "thread" or THREADS_SAFE[a[1]] or NAME[a[1]] and NAME[a[1]]:find("goroutine_thread", 1, true) ~= nil or a[1] == raw_running() end)
 entry("coroutine.yield", function() return coroutine.yield end)
 entry("coroutine.isyieldable", function() return coroutine.isyieldable end, function() return args_of(thread_or_any()) end)
 entry("coroutine.running", function() return coroutine.running end)
@@ -521,6 +573,35 @@ entry("park a goroutine", function()
 end, function() return args_of(object("chan")) end)
 entry("collectgarbage step", function() return function() collectgarbage("step", 100) end end)
 
+-- Lua's C stack limit reached through C functions (plain lua5.4 raises
+-- "C stack overflow"; a goroutine must too, issue 11, item 2).
+entry("nested string.gsub", function()
+  return function(depth)
+    depth = math.tointeger(depth) or 0
+    local function nest(n)
+      if n <= 0 then return "" end
+      return (("x"):gsub("x", function() return nest(n - 1) end))
+    end
+    return nest(math.min(depth, 250))
+  end
+end, function() return args_of(pick({ 10, 100, 150, 199, 250 })) end)
+entry("tostring of a self-formatting table", function()
+  return function() return tostring(setmetatable({}, { __tostring = function(t) return tostring(t) end })) end
+end)
+
+-- A select blocked on a case table that is then emptied and collected:
+-- the select must keep its channels (issue 11, item 10).
+entry("select, then empty its cases and collect", function()
+  return function(t)
+    go(function() pcall(go.select, t) end)
+    go.yield()
+    for k in pairs(t) do t[k] = nil end
+    collectgarbage()
+  end
+end, function()
+  return args_of({ go.after(pick({ 0.001, 0.003 })), go.chan(), { go.chan(), 1 } })
+end)
+
 -- Any function in go or go.net not listed above (added later) is fuzzed
 -- too, in goroutines only.
 local LISTED = {}
@@ -537,17 +618,10 @@ for _, space in ipairs({ { "go.", go }, { "go.net.", go.net } }) do
   end
 end
 
--- GORO_FUZZ_EXCLUDE=a,b (by hand, to look past a known crash): leave out
--- the entries whose name contains a or b.
-local exclude = os.getenv("GORO_FUZZ_EXCLUDE")
-if exclude and exclude ~= "" then
+do
   local kept = {}
   for _, e in ipairs(ENTRIES) do
-    local out = false
-    for word in exclude:gmatch("[^,]+") do
-      if e.name:find(word, 1, true) then out = true end
-    end
-    if not out then kept[#kept + 1] = e end
+    if not excluded(e.name) then kept[#kept + 1] = e end
   end
   ENTRIES = kept
 end

@@ -19,7 +19,7 @@ local H = require "spec.helper"
 
 local SEED = tonumber(os.getenv("GORO_FUZZ_SEED")) or 20261202
 local BATCHES = 8
-local CALLS = tonumber(os.getenv("GORO_FUZZ_CALLS")) or H.scaled(1200)
+local CALLS = tonumber(os.getenv("GORO_FUZZ_CALLS")) or 1500
 local CHILD = "spec/fuzz_child.lua"
 
 -- What a sanitizer, the runtime or Lua's panic leave on stderr.
@@ -63,7 +63,7 @@ describe("fuzz: random calls of the whole API never crash, hang or report", func
       local logpath = os.tmpname()
       local status, out, err = H.run_child(pending,
         string.format("arg[0] = %q; dofile(%q)", CHILD, CHILD), nil,
-        { args = { SEED, batch, CALLS, logpath }, timeout = 60 * H.SLOW })
+        { args = { SEED, batch, CALLS, logpath }, timeout = 20 * H.SLOW })
       local log = slurp(logpath)
       os.remove(logpath)
       local report
