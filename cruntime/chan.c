@@ -268,6 +268,14 @@ goro_chan *goro_chan_new(size_t elemsize, size_t cap) {
   return c;
 }
 
+void goro_chan_setwaitreason(goro_chan *c, const char *reason) {
+  c->waitreason = reason;
+}
+
+const char *goro_chan_waitreason(goro_chan *c) {
+  return c->waitreason;
+}
+
 /* Go has a garbage collector instead.  A sudog on a queue points into
 ** the channel's waiter, and the waiter will relock the channel: freeing
 ** it now would be a use after free, so it is a fatal error. */
@@ -399,6 +407,8 @@ enum { CHAN_CLOSED, CHAN_WOKEN, CHAN_INTERRUPTED };
 static int chanpark(goro_chan *c, waitq *q, void *ep, const char *reason,
                     const parkk *pk) {
   chanwait(c, q, ep);
+  if (c->waitreason)
+    reason = c->waitreason;   /* a mutex, a wait group: "semacquire" */
   if (pk)
     goro_park_k(chanparkcommit, &c->lock, reason, pk->k, pk->karg);
   if (goro_gopark_cancelable(chanparkcommit, &c->lock, reason,

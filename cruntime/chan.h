@@ -23,6 +23,8 @@ struct goro_chan {
   waitq recvq;           /* blocked receivers */
   waitq sendq;           /* blocked senders */
   char *buf;             /* dataqsiz * elemsize bytes, after the struct */
+  const char *waitreason;/* its waiters' reason instead of "chan send" and
+                         ** "chan receive" (goro_chan_setwaitreason) */
 };
 
 void waitq_enqueue(waitq *q, sudog *sg);

@@ -219,6 +219,13 @@ typedef struct goro_chan goro_chan;
 ** (0: unbuffered).  NULL when out of memory. */
 goro_chan *goro_chan_new(size_t elemsize, size_t cap);
 
+/* What goroutines blocked on c wait for, in a goroutine dump
+** (goro_goroutines): a static string such as "semacquire" for a channel
+** that implements a lock; NULL (the default) for "chan send" and
+** "chan receive".  Set it before the channel is shared. */
+void goro_chan_setwaitreason(goro_chan *c, const char *reason);
+const char *goro_chan_waitreason(goro_chan *c);   /* NULL: the default */
+
 /* Free a channel.  Freeing one on which a goroutine waits is a fatal error. */
 void goro_chan_free(goro_chan *c);
 
@@ -447,6 +454,46 @@ typedef struct goro_stats_t {
 } goro_stats_t;
 
 void goro_stats(goro_stats_t *out);
+
+/*
+** The live goroutines, for a goroutine dump (Go's traceback of all
+** goroutines) and for tests that wait until a goroutine is blocked.  The
+** state of a G read while it runs may be a moment old; a waiting one's
+** `waitreason` is Go's words for what it waits on: "chan receive",
+** "chan send", "select", "select (no cases)", "sleep", "IO wait",
+** "semacquire" (a channel marked by goro_chan_setwaitreason).
+*/
+enum {
+  GORO_GSTATE_RUNNABLE = 1,  /* ready, waiting for a P (or its token) */
+  GORO_GSTATE_RUNNING,       /* on an M */
+  GORO_GSTATE_SYSCALL,       /* in goro_entersyscall; no P */
+  GORO_GSTATE_WAITING        /* parked until something readies it */
+};
+
+typedef struct goro_ginfo {
+  int64_t id;
+  int state;                 /* GORO_GSTATE_* */
+  const char *waitreason;    /* WAITING: a static string; else NULL */
+  int64_t waitsince;         /* WAITING: goro_now() when the wait was first
+                             ** observed by these functions (Go stamps it
+                             ** lazily too), so a lower bound; else 0 */
+} goro_ginfo;
+
+/* Fill out[0..max) with the live goroutines (foreign threads' waiters are
+** not goroutines); returns how many there are, which may exceed max. */
+int goro_goroutines(goro_ginfo *out, int max);
+
+/* The goroutine `id`: false when it has ended (or never existed). */
+bool goro_goroutine(int64_t id, goro_ginfo *out);
+
+/* The same for g, a goroutine or a foreign thread's waiter (goro_self()),
+** which a thread can read from another: its id is 0; it is RUNNING, or
+** WAITING when the thread is blocked in the runtime ("token": waiting for
+** a goro_token).  False for a goroutine that has ended. */
+bool goro_g_info(goro_g *g, goro_ginfo *out);
+
+/* "runnable", "running", "syscall", "waiting". */
+const char *goro_gstate_name(int state);
 
 /*
 ** Called by sysmon (on its own thread) after it marked goroutine `goid`,

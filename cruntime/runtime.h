@@ -86,7 +86,10 @@ struct goro_g {
   /* goro_park: run by g0 after the switch */
   goro_unlockf waitunlockf;
   void *waitlock;
-  const char *waitreason;
+  const char *waitreason;     /* Go's words; read by goro_goroutines, so
+                              ** written and read with RELAXED_* */
+  int64_t waitsince;          /* goro_nanotime when first seen waiting by
+                              ** goro_goroutines; 0 at each park (RELAXED_*) */
 
   /* foreign waiter: parks on this instead of a run queue */
   goro_sema sema;

@@ -866,7 +866,8 @@ goro_g *goro_self(void) {
 */
 static bool foreign_park(G *gp, goro_unlockf unlockf, void *lock,
                          const char *reason, goro_cancelf cancel, void *arg) {
-  gp->waitreason = reason;
+  RELAXED_STORE(gp->waitreason, reason);
+  RELAXED_STORE(gp->waitsince, 0);
   atomic_store(&gp->status, G_WAITING);
   if (unlockf && !unlockf(gp, lock)) {
     atomic_store(&gp->status, G_RUNNING);
@@ -926,7 +927,8 @@ void goro_gopark(goro_unlockf unlockf, void *lock, const char *reason) {
                (long long)gp->goid);
   gp->waitunlockf = unlockf;
   gp->waitlock = lock;
-  gp->waitreason = reason;
+  RELAXED_STORE(gp->waitreason, reason);
+  RELAXED_STORE(gp->waitsince, 0);
   mp->after = GO_PARK;
   goro_fiber_to_g0(mp, gp);
   /* Resumed, perhaps on another M: mp is stale now. */
@@ -972,7 +974,8 @@ _Noreturn void goro_park_k(goro_unlockf unlock, void *arg, const char *reason,
     goro_throw("goro_park_k: not called from a running goroutine");
   gp->waitunlockf = unlock;
   gp->waitlock = arg;
-  gp->waitreason = reason;
+  RELAXED_STORE(gp->waitreason, reason);
+  RELAXED_STORE(gp->waitsince, 0);
   gp->fn = k;
   gp->arg = karg;
   mp->after = GO_PARK_K;
@@ -1448,6 +1451,100 @@ void goro_stats(goro_stats_t *out) {
   out->stacks = atomic_load(&goro_stacks_inuse);
   for (int i = 0; i < sched.nprocs; i++)
     out->stacks += atomic_load_explicit(&sched.allp[i]->nstackheld, memory_order_relaxed);
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** The goroutine list (the ground of a goroutine dump)
+** =======================================================
+*/
+
+/*
+** A snapshot of one G, read without stopping it: every field it reads is
+** written atomically (status; goid, waitreason and waitsince with
+** RELAXED_*), so the answer may be a moment old but is never torn.  A G
+** readied and parked again between the reads shows its newer reason, which
+** is as true.  G structures are never freed while the runtime runs (dead
+** ones wait on free lists), so walking allgs under allglock is safe.
+**
+** The time of a wait is stamped lazily, as Go's GC does for its
+** traceback's "N minutes": a park only clears waitsince (a store, where a
+** clock read on every park would cost the hot path), and the first
+** enumeration that sees the G waiting writes the time.  So waitsince is
+** the moment the wait was first observed: a lower bound of its length.
+*/
+static bool ginfo_of(G *gp, goro_ginfo *out) {
+  uint32_t status = atomic_load_explicit(&gp->status, memory_order_acquire);
+  switch (status) {
+    case G_RUNNABLE: out->state = GORO_GSTATE_RUNNABLE; break;
+    case G_RUNNING: out->state = GORO_GSTATE_RUNNING; break;
+    case G_SYSCALL: out->state = GORO_GSTATE_SYSCALL; break;
+    case G_WAITING: out->state = GORO_GSTATE_WAITING; break;
+    default: return false;   /* idle or dead: not a live goroutine */
+  }
+  out->id = RELAXED_LOAD(gp->goid);
+  out->waitreason = NULL;
+  out->waitsince = 0;
+  if (out->state == GORO_GSTATE_WAITING) {
+    out->waitreason = RELAXED_LOAD(gp->waitreason);
+    int64_t since = RELAXED_LOAD(gp->waitsince);
+    if (since == 0) {
+      int64_t now = goro_nanotime();
+      /* Lost to another enumeration: take its stamp. */
+      if (!__atomic_compare_exchange_n(&gp->waitsince, &since, now, false,
+                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        now = since;
+      since = now;
+    }
+    out->waitsince = since;
+  }
+  return true;
+}
+
+int goro_goroutines(goro_ginfo *out, int max) {
+  if (!atomic_load(&sched.running))
+    return 0;
+  int n = 0;
+  goro_mutex_lock(&sched.allglock);
+  for (G *gp = sched.allgs; gp; gp = gp->alllink) {
+    goro_ginfo info;
+    if (!ginfo_of(gp, &info))
+      continue;
+    if (n < max)
+      out[n] = info;
+    n++;
+  }
+  goro_mutex_unlock(&sched.allglock);
+  return n;
+}
+
+bool goro_goroutine(int64_t id, goro_ginfo *out) {
+  if (id <= 0 || !atomic_load(&sched.running))
+    return false;
+  bool found = false;
+  goro_mutex_lock(&sched.allglock);
+  for (G *gp = sched.allgs; gp && !found; gp = gp->alllink)
+    if (RELAXED_LOAD(gp->goid) == id)
+      found = ginfo_of(gp, out) && out->id == id;
+  goro_mutex_unlock(&sched.allglock);
+  return found;
+}
+
+bool goro_g_info(goro_g *g, goro_ginfo *out) {
+  return g != NULL && ginfo_of(g, out);
+}
+
+const char *goro_gstate_name(int state) {
+  switch (state) {
+    case GORO_GSTATE_RUNNABLE: return "runnable";
+    case GORO_GSTATE_RUNNING: return "running";
+    case GORO_GSTATE_SYSCALL: return "syscall";
+    case GORO_GSTATE_WAITING: return "waiting";
+    default: return "?";
+  }
 }
 
 /* }====================================================== */

@@ -33,6 +33,311 @@ LG *lgoro_current(lua_State *L) {
 
 /*
 ** {======================================================
+** The goroutine dump: go.status, go.stacks, the deadlock report
+** =======================================================
+*/
+
+/*
+** Go's traceback of all goroutines: for each, "goroutine N [state]:" and
+** where it is.  The runtime reports every live G (goro_goroutines); the
+** Lua stack of one of ours is its Lua thread, which nobody runs while the
+** caller holds the universe's token: a parked goroutine's thread stands
+** at its yield or in the C function that blocked, a runnable one waits for
+** the token.  The main thread is "goroutine 0", as go.id() says there; it
+** is not a G, so its state comes from its pending operation.
+*/
+
+/* A G's state in go.status's words, and the seconds it has waited. */
+static const char *info_state(const goro_ginfo *info, double *waited) {
+  *waited = 0;
+  if (info->state != GORO_GSTATE_WAITING)
+    return goro_gstate_name(info->state);
+  *waited = (double)(goro_now() - info->waitsince) / 1e9;
+  return info->waitreason ? info->waitreason : "waiting";
+}
+
+/* The state of the main thread, seen from another thread: its waiter's.
+** Waiting for the token, it is as good as runnable. */
+static const char *main_state(Universe *U, double *waited) {
+  goro_ginfo info;
+  *waited = 0;
+  if (!goro_g_info(U->mainwaiter, &info) ||
+      info.state != GORO_GSTATE_WAITING)
+    return "running";
+  if (info.waitreason == NULL || strcmp(info.waitreason, "token") == 0)
+    return "runnable";
+  *waited = (double)(goro_now() - info.waitsince) / 1e9;
+  return info.waitreason;
+}
+
+/* The state of goroutine id as go.status names it, with the seconds it has
+** waited (0 unless waiting); NULL when it has ended.  `self`: the caller's
+** LG. */
+static const char *goroutine_state(Universe *U, LG *self, int64_t id,
+                                   double *waited) {
+  *waited = 0;
+  if (id == 0)
+    return self == &U->main ? "running" : main_state(U, waited);
+  goro_ginfo info;
+  if (!goro_goroutine(id, &info))
+    return NULL;
+  return info_state(&info, waited);
+}
+
+/* The LG of goroutine id in U, or NULL (a C task, another state's). */
+static LG *find_lg(Universe *U, int64_t id) {
+  for (LG *lg = U->all; lg; lg = lg->next)
+    if (lg->id == id)
+      return lg;
+  return NULL;
+}
+
+/* "goroutine N [state]:" or, waiting a minute or more, Go's
+** "goroutine N [state, M minutes]:" */
+static void format_header(char *buf, size_t size, int64_t id,
+                          const char *state, double waited) {
+  long minutes = (long)(waited / 60);
+  if (minutes >= 1)
+    snprintf(buf, size, "goroutine %lld [%s, %ld minutes]:\n",
+             (long long)id, state, minutes);
+  else
+    snprintf(buf, size, "goroutine %lld [%s]:\n", (long long)id, state);
+}
+
+static int compare_ginfo(const void *a, const void *b) {
+  int64_t x = ((const goro_ginfo *)a)->id, y = ((const goro_ginfo *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* The live goroutines, sorted by id, in a userdata pushed on L (so that an
+** error frees it); their count in *n. */
+static goro_ginfo *push_goroutines(lua_State *L, int *n) {
+  int cap = goro_goroutines(NULL, 0) + 16;
+  for (;;) {
+    goro_ginfo *all = lua_newuserdatauv(L, (size_t)cap * sizeof *all, 0);
+    *n = goro_goroutines(all, cap);
+    if (*n <= cap) {
+      qsort(all, (size_t)*n, sizeof *all, compare_ginfo);
+      return all;
+    }
+    lua_pop(L, 1);
+    cap = *n + 16;
+  }
+}
+
+/* Append to b the traceback of Lua thread co (luaL_traceback's, without
+** its "stack traceback:" line). */
+static void add_traceback(luaL_Buffer *b, lua_State *L, lua_State *co,
+                          int level) {
+  luaL_traceback(L, co, NULL, level);
+  const char *tb = lua_tostring(L, -1);
+  const char *nl = strchr(tb, '\n');
+  lua_pushstring(L, nl ? nl + 1 : "");
+  lua_remove(L, -2);
+  luaL_addvalue(b);
+  luaL_addchar(b, '\n');
+}
+
+/* The traceback of lg, a goroutine of U that is not the caller: its
+** running thread (a nested coroutine, when it blocked in one) and, if
+** that is another, its own. */
+static void add_lg_traceback(luaL_Buffer *b, lua_State *L, LG *lg) {
+  lua_State *co = lg->running ? lg->running : lg->L;
+  add_traceback(b, L, co, 0);
+  if (co != lg->L) {
+    luaL_addstring(b, "\t(in a coroutine resumed by:)\n");
+    add_traceback(b, L, lg->L, 0);
+  }
+}
+
+/* The dump, built with the collector stopped (see l_stacks). */
+static int dump_all(lua_State *L) {
+  Universe *U = lua_touserdata(L, 1);
+  LG *self = goro_getlocal();
+  int n;
+  goro_ginfo *all = push_goroutines(L, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  char header[160];
+  /* The caller first, as Go prints the running goroutine first. */
+  format_header(header, sizeof header, self->id, "running", 0);
+  luaL_addstring(&b, header);
+  add_traceback(&b, L, L, 1);
+  if (self != &U->main) {
+    luaL_addchar(&b, '\n');
+    double waited;
+    const char *state = main_state(U, &waited);
+    format_header(header, sizeof header, 0, state, waited);
+    luaL_addstring(&b, header);
+    add_traceback(&b, L, U->L, 0);
+  }
+  for (int i = 0; i < n; i++) {
+    if (all[i].id == self->id)
+      continue;
+    double waited;
+    const char *state = info_state(&all[i], &waited);
+    luaL_addchar(&b, '\n');
+    format_header(header, sizeof header, all[i].id, state, waited);
+    luaL_addstring(&b, header);
+    LG *lg = find_lg(U, all[i].id);
+    if (lg)
+      add_lg_traceback(&b, L, lg);
+    else
+      luaL_addstring(&b, "\t(no Lua stack in this state: a C task, or a "
+                         "goroutine of another Lua state)\n");
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/*
+** go.stacks() -> string.  The collector is stopped meanwhile: the walk
+** allocates, and a finaliser run by a step of it could block this
+** goroutine (the others would then run, and end, under the walk).
+*/
+static int l_stacks(lua_State *L) {
+  Universe *U = lgoro_universe(L);
+  lgoro_current(L);
+  bool collecting = lua_gc(L, LUA_GCISRUNNING);
+  lua_gc(L, LUA_GCSTOP);
+  lua_pushcfunction(L, dump_all);
+  lua_pushlightuserdata(L, U);
+  int status = lua_pcall(L, 1, 1, 0);
+  if (collecting)
+    lua_gc(L, LUA_GCRESTART);
+  if (status != LUA_OK)
+    return lua_error(L);
+  return 1;
+}
+
+/* go.status() -> { [state] = count }: how many goroutines (not counting
+** the main thread) are in each state, from one walk of the runtime's list:
+** a test can see that 100,000 sleep at once without asking each. */
+static int status_counts(lua_State *L) {
+  int n;
+  goro_ginfo *all = push_goroutines(L, &n);
+  lua_createtable(L, 0, 4);
+  for (int i = 0; i < n; i++) {
+    double waited;
+    const char *state = info_state(&all[i], &waited);
+    lua_getfield(L, -1, state);
+    lua_Integer count = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, count + 1);
+    lua_setfield(L, -2, state);
+  }
+  return 1;
+}
+
+/*
+** go.status(id) -> state, seconds: what goroutine id (0: the main thread)
+** does now: "running", "runnable", "syscall", or, parked, Go's words for
+** what it waits on ("chan receive", "chan send", "select", "sleep",
+** "IO wait", "semacquire", "select (no cases)") and for how many seconds
+** (at least: the runtime notices a wait's start lazily); nil once it ended.
+*/
+static int l_status(lua_State *L) {
+  Universe *U = lgoro_universe(L);
+  if (lua_isnoneornil(L, 1))
+    return status_counts(L);
+  lua_Integer id = luaL_checkinteger(L, 1);
+  LG *self = lgoro_current(L);
+  double waited;
+  const char *state = goroutine_state(U, self, (int64_t)id, &waited);
+  if (state == NULL) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lua_pushstring(L, state);
+  lua_pushnumber(L, (lua_Number)waited);
+  return 2;
+}
+
+/*
+** The deadlock report's traceback of Lua thread co, to stderr, in
+** luaL_traceback's format.  It must not allocate: see on_deadlock.  So it
+** names functions only as lua_getinfo can without pushing anything.
+*/
+static void print_traceback(lua_State *co) {
+  lua_Debug ar;
+  for (int level = 0; level < 64 && lua_getstack(co, level, &ar); level++) {
+    if (!lua_getinfo(co, "Slnt", &ar))
+      break;
+    fprintf(stderr, "\t%s:", ar.short_src);
+    if (ar.currentline > 0)
+      fprintf(stderr, "%d:", ar.currentline);
+    if (*ar.namewhat != '\0')
+      fprintf(stderr, " in %s '%s'\n", ar.namewhat, ar.name);
+    else if (*ar.what == 'm')
+      fputs(" in main chunk\n", stderr);
+    else if (*ar.what == 'C')
+      fputs(" in ?\n", stderr);
+    else
+      fprintf(stderr, " in function <%s:%d>\n", ar.short_src, ar.linedefined);
+    if (ar.istailcall)
+      fputs("\t(...tail calls...)\n", stderr);
+  }
+}
+
+/*
+** Go's fatal "all goroutines are asleep": nothing can run ever again.
+** Then the dump, as Go prints it.  This runs on whatever thread noticed
+** (an M going idle, the main thread parking, the poller), without the
+** token, yet reading the Lua threads is safe: the runtime calls it only
+** when every M is idle (no goroutine runs or is in a syscall), no run
+** queue or token queue holds a G, no timer or I/O wait is pending and
+** every thread that uses the runtime, the main one included, is parked in
+** it; and it found that under its scheduler lock, which each of them took
+** on the way to sleep, so what they wrote to the Lua state is visible
+** here.  Nothing can wake any of them: no thread runs Lua while this
+** reads, and this only reads (lua_getstack, lua_getinfo without pushing):
+** no allocation, so no collector step and no finaliser.  Then _exit.
+*/
+static void on_deadlock(void *ud) {
+  Universe *U = ud;
+  fflush(stdout);
+  fputs("fatal error: all goroutines are asleep - deadlock!\n", stderr);
+  if (U != NULL) {
+    double waited;
+    const char *state = main_state(U, &waited);
+    char header[160];
+    format_header(header, sizeof header, 0, state, waited);
+    fprintf(stderr, "\n%s", header);
+    print_traceback(U->L);
+    enum { DUMP_MAX = 1000 };   /* Go prints them all; a report needs less */
+    static goro_ginfo all[DUMP_MAX];
+    int n = goro_goroutines(all, DUMP_MAX);
+    int shown = n < DUMP_MAX ? n : DUMP_MAX;
+    qsort(all, (size_t)shown, sizeof *all, compare_ginfo);
+    for (int i = 0; i < shown; i++) {
+      state = info_state(&all[i], &waited);
+      format_header(header, sizeof header, all[i].id, state, waited);
+      fprintf(stderr, "\n%s", header);
+      LG *lg = find_lg(U, all[i].id);
+      if (lg == NULL) {
+        fputs("\t(no Lua stack in this state: a C task, or a goroutine of "
+              "another Lua state)\n", stderr);
+        continue;
+      }
+      lua_State *co = lg->running ? lg->running : lg->L;
+      print_traceback(co);
+      if (co != lg->L) {
+        fputs("\t(in a coroutine resumed by:)\n", stderr);
+        print_traceback(lg->L);
+      }
+    }
+    if (n > shown)
+      fprintf(stderr, "\n... %d more goroutines\n", n - shown);
+  }
+  fflush(stderr);
+  _exit(2);
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
 ** The runtime's life: shared by every Lua state of the process
 ** =======================================================
 */
@@ -48,15 +353,8 @@ LG *lgoro_current(lua_State *L) {
 static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
 static int runtime_users;     /* universes that joined it */
 static bool runtime_ours;     /* started by the binding, not by a C host */
+static Universe *dumped;      /* whose Lua stacks a deadlock report shows */
 
-/* Go's fatal "all goroutines are asleep": nothing can run ever again. */
-static void on_deadlock(void *ud) {
-  (void)ud;
-  fflush(stdout);
-  fputs("fatal error: all goroutines are asleep - deadlock!\n", stderr);
-  fflush(stderr);
-  _exit(2);
-}
 
 void lgoro_ensure_runtime(lua_State *L, Universe *U) {
   if (U->closing)
@@ -77,7 +375,9 @@ void lgoro_ensure_runtime(lua_State *L, Universe *U) {
       U->joined = true;
       runtime_users++;
     }
-    goro_set_deadlock_handler(on_deadlock, NULL);
+    if (dumped == NULL)
+      dumped = U;
+    goro_set_deadlock_handler(on_deadlock, dumped);
   }
   pthread_mutex_unlock(&runtime_lock);
   if (rc != GORO_OK)
@@ -88,6 +388,10 @@ void lgoro_ensure_runtime(lua_State *L, Universe *U) {
 static void runtime_leave(Universe *U) {
   pthread_mutex_lock(&runtime_lock);
   U->joined = false;
+  if (dumped == U) {
+    dumped = NULL;   /* the next universe to need the runtime takes over */
+    goro_set_deadlock_handler(on_deadlock, NULL);
+  }
   if (--runtime_users == 0 && runtime_ours) {
     goro_set_deadlock_handler(NULL, NULL);
     goro_shutdown();
@@ -202,6 +506,7 @@ static Universe *universe_open(lua_State *L) {
   U->L = L;
   U->onerror = LUA_NOREF;
   U->mainthread = pthread_self();
+  U->mainwaiter = goro_self();
   U->main.U = U;
   U->main.L = L;
   U->main.running = L;
@@ -210,6 +515,7 @@ static Universe *universe_open(lua_State *L) {
   U->never = goro_chan_new(sizeof(lvalue), 0);
   if (U->token == NULL || U->never == NULL)
     luaL_error(L, "goro: out of memory");
+  goro_chan_setwaitreason(U->never, "select (no cases)");
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, universe_gc);
   lua_setfield(L, -2, "__gc");
@@ -704,6 +1010,7 @@ static int l_wait(lua_State *L) {
       free(w);
       return luaL_error(L, "goro: out of memory");
     }
+    goro_chan_setwaitreason(w->c, "semacquire");   /* as Go's WaitGroup */
     w->next = U->waitrounds;
     U->waitrounds = w;
     U->waitall = w;
@@ -757,6 +1064,8 @@ static const luaL_Reg funcs[] = {
   {"wait", l_wait},
   {"onerror", l_onerror},
   {"stats", l_stats},
+  {"status", l_status},
+  {"stacks", l_stacks},
   {NULL, NULL}
 };
 

@@ -128,6 +128,7 @@ struct Universe {
   LG main;                  /* the main thread's state */
   pthread_t mainthread;
   Universe *nextopen;       /* the open universes (lblock.c, preemption) */
+  goro_g *mainwaiter;       /* its waiter G, for its state in a dump */
   int onerror;              /* registry ref of go.onerror's function */
   int threads;              /* registry ref: weak set of goroutine threads */
   int nprocs;               /* requested Ps; 0: default */

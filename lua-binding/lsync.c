@@ -47,6 +47,7 @@ static int l_mutex(lua_State *L) {
   mu->c = goro_chan_new(sizeof(lvalue), 1);
   if (mu->c == NULL)
     return luaL_error(L, "goro: out of memory");
+  goro_chan_setwaitreason(mu->c, "semacquire");   /* Go's word in a dump */
   return 1;
 }
 
@@ -127,7 +128,7 @@ static goro_chan *wgchan(lua_State *L) {
 static goro_chan *donechan(lua_State *L) {
   if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
     lua_pop(L, 1);
-    lgoro_newchan(L, 0);
+    goro_chan_setwaitreason(lgoro_newchan(L, 0)->c, "semacquire");
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 1, 1);
   }

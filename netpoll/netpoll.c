@@ -883,14 +883,14 @@ int goro_fd_wait(goro_fd *f, int events, int64_t deadline) {
   goro_pollop op;
   if (!fd_prepare(f, events, deadline, &op))
     return GORO_ECLOSED;
-  return wait_blocking(&op, events == GORO_READ ? "IO wait (read)" : "IO wait (write)");
+  return wait_blocking(&op, "IO wait");
 }
 
 int goro_fd_wait_k(goro_fd *f, int events, int64_t deadline, goro_pollop *op,
                    goro_fn k, void *karg) {
   if (!fd_prepare(f, events, deadline, op))
     return GORO_ECLOSED;
-  return wait_k(op, events == GORO_READ ? "IO wait (read)" : "IO wait (write)", k, karg);
+  return wait_k(op, "IO wait", k, karg);
 }
 
 void goro_fd_close(goro_fd *f) {
@@ -1023,7 +1023,7 @@ int goro_getaddrinfo(const char *node, const char *service,
                      const struct addrinfo *hints, struct addrinfo **res) {
   gai_args a = { node, service, hints, res };
   goro_pollop op = { .kind = REQ_GAI, .timer = &a };
-  int rc = wait_blocking(&op, "DNS");
+  int rc = wait_blocking(&op, "IO wait");
   return rc == GORO_ENOMEM ? EAI_MEMORY : rc;
 }
 

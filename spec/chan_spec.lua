@@ -46,8 +46,8 @@ describe("channels", function()
   it("an unbuffered send does not complete before it is received", function()
     local ch, report = go.chan(), go.chan()
     local sent = false
-    go(function() ch:send(1); sent = true end)
-    go(function() H.settle(); report:send(sent) end)
+    local sender = go(function() ch:send(1); sent = true end)
+    go(function() H.wait_state(sender, "chan send"); report:send(sent) end)
     assert.is_false(report:recv())
     assert.equal(1, (ch:recv()))
   end)
@@ -55,11 +55,11 @@ describe("channels", function()
   it("a send on a full buffered channel blocks until there is room", function()
     local ch, report = go.chan(1), go.chan()
     local sent = 0
-    go(function()
+    local sender = go(function()
       ch:send(1); sent = 1
       ch:send(2); sent = 2
     end)
-    go(function() H.settle(); report:send(sent) end)
+    go(function() H.wait_state(sender, "chan send"); report:send(sent) end)
     assert.equal(1, (report:recv()))
     assert.equal(1, (ch:recv()))
     assert.equal(2, (ch:recv()))
@@ -68,8 +68,8 @@ describe("channels", function()
   it("a receive blocks until a value is sent", function()
     local ch, report = go.chan(), go.chan()
     local got = false
-    go(function() ch:recv(); got = true end)
-    go(function() H.settle(); report:send(got) end)
+    local receiver = go(function() ch:recv(); got = true end)
+    go(function() H.wait_state(receiver, "chan receive"); report:send(got) end)
     assert.is_false(report:recv())
     ch:send("x")
     go.wait()
@@ -130,14 +130,15 @@ describe("channels", function()
     local ch, results = go.chan(), go.chan(10)
     local wg = go.waitgroup()
     wg:add(10)
-    for _ = 1, 10 do
-      go(function()
+    local receivers = {}
+    for i = 1, 10 do
+      receivers[i] = go(function()
         wg:done()
         results:send(H.pack(ch:recv()))
       end)
     end
     wg:wait()
-    H.settle()
+    H.wait_state(receivers, "chan receive")
     ch:close()
     for _ = 1, 10 do
       assert.same(H.pack(nil, false), results:recv())
@@ -148,15 +149,16 @@ describe("channels", function()
     local ch, results = go.chan(), go.chan(10)
     local wg = go.waitgroup()
     wg:add(10)
+    local senders = {}
     for i = 1, 10 do
-      go(function()
+      senders[i] = go(function()
         wg:done()
         local ok, err = pcall(ch.send, ch, i)
         results:send({ ok, err })
       end)
     end
     wg:wait()
-    H.settle()
+    H.wait_state(senders, "chan send")
     ch:close()
     for _ = 1, 10 do
       local r = results:recv()

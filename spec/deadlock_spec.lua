@@ -9,7 +9,22 @@ local DEADLOCK = "all goroutines are asleep - deadlock!"
 
 local prelude = [[
 local go = require "goro"
-local function settle() for _ = 1, 50 do go.yield() end end
+-- Wait until goroutine id (0: main; or each of a list) is blocked in
+-- state, as go.status reports it; a bounded wait (the go.sleep polls keep a
+-- timer pending, so no deadlock is reported meanwhile).
+local function wait_state(id, state)
+  if type(id) == "table" then
+    for _, each in ipairs(id) do wait_state(each, state) end
+    return
+  end
+  local deadline = go.now() + 10
+  while go.status(id) ~= state do
+    if go.now() > deadline then
+      error(("goroutine %d is %s, not %s"):format(id, tostring(go.status(id)), state))
+    end
+    go.sleep(0.001)
+  end
+end
 ]]
 
 local deadlocks = {
@@ -18,9 +33,11 @@ local deadlocks = {
   ]],
   ["main on ch:recv() while goroutines are blocked"] = [[
     local a, b = go.chan(), go.chan()
-    for _ = 1, 3 do go(function() a:recv() end) end
-    go(function() b:send(1) end)   -- b is not what main waits for
-    settle()
+    local ids = {}
+    for i = 1, 3 do ids[i] = go(function() a:recv() end) end
+    local sender = go(function() b:send(1) end)   -- b is not what main waits for
+    wait_state(ids, "chan receive")
+    wait_state(sender, "chan send")
     go.chan():recv()
   ]],
   ["main on an unbuffered ch:send() nobody receives"] = [[
@@ -88,10 +105,11 @@ local deadlocks = {
   ]],
   ["goroutines blocked inside coroutines and C callbacks"] = [[
     local gate = go.chan()
-    go(function() coroutine.wrap(function() gate:recv() end)() end)
-    go(function() table.sort({ 1, 2 }, function(x, y) gate:recv(); return x < y end) end)
-    go(function() ("x"):gsub("x", function() go.select{ gate } end) end)
-    settle()
+    local a = go(function() coroutine.wrap(function() gate:recv() end)() end)
+    local b = go(function() table.sort({ 1, 2 }, function(x, y) gate:recv(); return x < y end) end)
+    local c = go(function() ("x"):gsub("x", function() go.select{ gate } end) end)
+    wait_state({ a, b }, "chan receive")
+    wait_state(c, "select")
     go.wait()
   ]],
   ["main blocked inside a table.sort comparator"] = [[
@@ -135,8 +153,9 @@ local fine = {
   ]],
   ["main ends while goroutines are still blocked"] = [[
     local gate = go.chan()
-    for _ = 1, 10 do go(function() gate:recv() end) end
-    settle()
+    local ids = {}
+    for i = 1, 10 do ids[i] = go(function() gate:recv() end) end
+    wait_state(ids, "chan receive")
   ]],
   ["wg:wait() while goroutines queue on a mutex"] = [[
     local mu, wg = go.mutex(), go.waitgroup()
@@ -145,25 +164,25 @@ local fine = {
       wg:add(1)
       go(function() mu:lock(); mu:unlock(); wg:done() end)
     end
-    go(function() settle(); mu:unlock() end)
+    go(function() wait_state(0, "semacquire"); mu:unlock() end)
     wg:wait()
   ]],
   ["main on wg:wait() while other goroutines are blocked for good"] = [[
     local gate, wg = go.chan(), go.waitgroup()
     for _ = 1, 5 do go(function() gate:recv() end) end
     wg:add(1)
-    go(function() settle(); wg:done() end)
+    go(function() wait_state(0, "semacquire"); wg:done() end)
     wg:wait()
   ]],
   ["a goroutine blocked in a comparator is woken by another"] = [[
     local gate = go.chan(100)   -- more than the comparator calls
-    go(function() table.sort({ 1, 2, 3 }, function(x, y) gate:recv(); return x < y end) end)
-    go(function() settle(); for i = 1, 100 do gate:send(i) end end)
+    local sorter = go(function() table.sort({ 1, 2, 3 }, function(x, y) gate:recv(); return x < y end) end)
+    go(function() wait_state(sorter, "chan receive"); for i = 1, 100 do gate:send(i) end end)
     go.wait()
   ]],
   ["a select that waits for a goroutine's close"] = [[
     local a, b = go.chan(), go.chan()
-    go(function() settle(); b:close() end)
+    go(function() wait_state(0, "select"); b:close() end)
     local i, _, ok = go.select{ a, b }
     assert(i == 2 and ok == false)
   ]],

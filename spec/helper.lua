@@ -177,9 +177,44 @@ function H.check_goroutines(before_each, after_each)
   end)
 end
 
--- Let the other goroutines run for a while (there are no timers yet).
+-- Let the other goroutines run for a while.  It proves nothing: it passes
+-- as well when they have not run yet.  To wait until a goroutine is
+-- blocked, use H.wait_state.
 function H.settle()
   for _ = 1, 50 do go.yield() end
+end
+
+-- H.wait_state(id, state [, seconds]): wait until goroutine `id` (0: the
+-- main thread; or a list of ids, each in turn) is in `state` as
+-- go.status reports it: "chan receive", "chan send", "select", "sleep",
+-- "IO wait", "semacquire", "select (no cases)", "runnable", "running".
+-- The runtime says so only once the goroutine is parked where a waker
+-- finds it, which is the proof a test of blocking needs (a number of
+-- yields only hopes so: it passes as well when the goroutine has not run
+-- yet).  Polls with go.yield, then go.sleep; fails after `seconds`
+-- (10 * H.SLOW) with the state it is in and the goroutine dump.
+H.WAIT_STATE = 10 * H.SLOW
+
+function H.wait_state(id, state, seconds)
+  if type(id) == "table" then
+    for _, each in ipairs(id) do H.wait_state(each, state, seconds) end
+    return
+  end
+  local until_ = go.now() + (seconds or H.WAIT_STATE)
+  local polls = 0
+  while true do
+    local now = go.status(id)
+    if now == state then return end
+    if now == nil then
+      error(string.format("goroutine %d ended instead of waiting in %q", id, state), 2)
+    end
+    if go.now() > until_ then
+      error(string.format("goroutine %d is in %q, not %q, after %g s; the goroutines:\n%s",
+                          id, now, state, seconds or H.WAIT_STATE, go.stacks()), 2)
+    end
+    polls = polls + 1
+    if polls < 100 then go.yield() else go.sleep(0.001) end
+  end
 end
 
 -- The values of a call, with their count: H.pack(f()) keeps trailing nils.
@@ -214,12 +249,13 @@ function H.tcp_pair()
 end
 
 -- In a goroutine: f(...), its results sent on the returned channel as one
--- H.pack; the caller receives them when it wants them.
+-- H.pack; the caller receives them when it wants them.  The goroutine's id
+-- is the second result (for H.wait_state).
 function H.async(f, ...)
   local out = go.chan(1)
   local args = H.pack(...)
-  go(function() out:send(H.pack(f(table.unpack(args, 1, args.n)))) end)
-  return out
+  local id = go(function() out:send(H.pack(f(table.unpack(args, 1, args.n)))) end)
+  return out, id
 end
 
 -- {======================================================

@@ -18,7 +18,7 @@ describe("go.waitgroup", function()
     for _ = 1, 10 do
       wg:add(1)
       go(function()
-        H.settle()   -- so that the main thread really waits
+        H.wait_state(0, "semacquire")   -- so that the main thread really waits
         done = done + 1
         wg:done()
       end)
@@ -42,9 +42,9 @@ describe("go.waitgroup", function()
     local wg, report = go.waitgroup(), go.chan()
     local released = false
     wg:add(2)
-    go(function() wg:wait(); released = true end)
+    local waiter = go(function() wg:wait(); released = true end)
     wg:done()
-    go(function() H.settle(); report:send(released) end)
+    go(function() H.wait_state(waiter, "semacquire"); report:send(released) end)
     assert.is_false(report:recv())
     wg:done()
     go.wait()
@@ -54,10 +54,11 @@ describe("go.waitgroup", function()
   it("wakes every waiter", function()
     local wg, woke = go.waitgroup(), go.chan(5)
     wg:add(1)
+    local waiters = {}
     for i = 1, 5 do
-      go(function() wg:wait(); woke:send(i) end)
+      waiters[i] = go(function() wg:wait(); woke:send(i) end)
     end
-    H.settle()
+    H.wait_state(waiters, "semacquire")
     wg:done()
     local got = {}
     for _ = 1, 5 do got[woke:recv()] = true end
@@ -69,7 +70,7 @@ describe("go.waitgroup", function()
     for round = 1, 3 do
       local done = 0
       wg:add(4)
-      for _ = 1, 4 do go(function() H.settle(); done = done + 1; wg:done() end) end
+      for _ = 1, 4 do go(function() H.wait_state(0, "semacquire"); done = done + 1; wg:done() end) end
       wg:wait()
       assert.equal(4, done, "round " .. round)
     end
@@ -145,7 +146,7 @@ describe("go.mutex", function()
     go(function()
       mu:lock()
       locked:send(true)
-      H.settle()
+      H.wait_state(0, "semacquire")
       released = true
       mu:unlock()
     end)

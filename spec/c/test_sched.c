@@ -386,26 +386,109 @@ static void blocker(void *arg) {
   assert_int_equal(n, 1);
 }
 
+/* How many live goroutines are in `state` (GORO_GSTATE_*). */
+static int count_state(int state) {
+  goro_ginfo all[64];
+  int n = goro_goroutines(all, 64);
+  assert_true(n <= 64);
+  int count = 0;
+  for (int i = 0; i < n; i++)
+    if (all[i].state == state)
+      count++;
+  return count;
+}
+
+/*
+** With 3 Ms at most, 3 blockers get a thread each and sit in read(); the
+** other 3 queue, runnable, behind the cap.  The test waits until the
+** runtime reports exactly that (not for a while, hoping), then lets them
+** all finish.
+*/
 static void test_thread_cap(void **state) {
+  enum { CAP = 3 };
   watchdog(__func__, 20);
-  goro_config cfg = { .nprocs = 1, .maxthreads = 3 };
+  goro_config cfg = { .nprocs = 1, .maxthreads = CAP };
   assert_int_equal(goro_init_config(&cfg), GORO_OK);
   for (intptr_t i = 0; i < BLOCKERS; i++) {
     assert_int_equal(pipe(bpipe[i]), 0);
     assert_true(goro_spawn(blocker, (void *)i) > 0);
   }
-  usleep(50000);
+  int64_t deadline = goro_now() + 10 * (int64_t)1000000000;
+  while (count_state(GORO_GSTATE_SYSCALL) < CAP) {
+    assert_true(goro_now() < deadline);
+    usleep(1000);
+  }
+  goro_stats_t st;
+  goro_stats(&st);
+  assert_int_equal(st.insyscall, CAP);
+  assert_int_equal(st.threads, CAP);
+  assert_int_equal(count_state(GORO_GSTATE_SYSCALL), CAP);
+  assert_int_equal(count_state(GORO_GSTATE_RUNNABLE), BLOCKERS - CAP);
   for (int i = 0; i < BLOCKERS; i++)
     assert_int_equal(write(bpipe[i][1], "x", 1), 1);
   wait_all(15);
-  goro_stats_t st;
   goro_stats(&st);
-  assert_true(st.threads <= 3);
+  assert_true(st.threads <= CAP);
   goro_shutdown();
   for (int i = 0; i < BLOCKERS; i++) {
     close(bpipe[i][0]);
     close(bpipe[i][1]);
   }
+}
+
+
+/* ---- the goroutine list: states and Go's wait reasons ---- */
+
+static void receiver(void *arg) {
+  goro_chan_recv(arg, NULL, NULL);
+}
+
+/* Wait (bounded) until goroutine id waits with `reason`; its info. */
+static goro_ginfo wait_reason(int64_t id, const char *reason) {
+  goro_ginfo info;
+  int64_t deadline = goro_now() + 10 * (int64_t)1000000000;
+  for (;;) {
+    assert_true(goro_goroutine(id, &info));
+    if (info.state == GORO_GSTATE_WAITING && strcmp(info.waitreason, reason) == 0)
+      return info;
+    assert_true(goro_now() < deadline);
+    usleep(1000);
+  }
+}
+
+static void test_goroutine_list(void **state) {
+  watchdog(__func__, 20);
+  goro_chan *plain = goro_chan_new(0, 0), *lock = goro_chan_new(0, 0);
+  goro_chan_setwaitreason(lock, "semacquire");
+  assert_string_equal(goro_chan_waitreason(lock), "semacquire");
+  assert_null(goro_chan_waitreason(plain));
+  int64_t a = goro_spawn(receiver, plain), b = goro_spawn(receiver, lock);
+  goro_ginfo ia = wait_reason(a, "chan receive");
+  wait_reason(b, "semacquire");
+  assert_int_equal(ia.id, a);
+  assert_true(ia.waitsince > 0 && ia.waitsince <= goro_now());
+  /* The stamp is the first sighting's: a later look keeps it. */
+  goro_ginfo again;
+  assert_true(goro_goroutine(a, &again));
+  assert_int_equal(again.waitsince, ia.waitsince);
+  goro_ginfo all[8];
+  int n = goro_goroutines(all, 8);
+  assert_int_equal(n, 2);
+  assert_int_equal(goro_goroutines(all, 1), 2);   /* the count, not the room */
+  assert_false(goro_goroutine(0, &again));
+  assert_false(goro_goroutine(a + 1000, &again));
+  goro_chan_send(plain, NULL);
+  goro_chan_send(lock, NULL);
+  wait_all(5);
+  assert_false(goro_goroutine(a, &again));
+  assert_int_equal(goro_goroutines(all, 8), 0);
+  assert_string_equal(goro_gstate_name(GORO_GSTATE_SYSCALL), "syscall");
+  /* The main thread's waiter is not a goroutine, but has a state. */
+  assert_true(goro_g_info(goro_self(), &again));
+  assert_int_equal(again.id, 0);
+  assert_int_equal(again.state, GORO_GSTATE_RUNNING);
+  goro_chan_free(plain);
+  goro_chan_free(lock);
 }
 
 
@@ -587,6 +670,7 @@ int main(void) {
     ON(2, test_preemption),
     ON(2, test_wait_timeout),
     ON(2, test_threads_reused),
+    ON(2, test_goroutine_list),
     cmocka_unit_test(test_shutdown_with_parked),
     cmocka_unit_test(test_thread_cap),
     cmocka_unit_test(test_stack_overflow),
