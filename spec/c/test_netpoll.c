@@ -124,6 +124,115 @@ static void test_timers(void **state) {
   goro_chan_free(c);
 }
 
+/* A reset never lets the deadline it replaced fire: the old one is due
+** (or being fired) just as the reset comes, and a reset to an hour must
+** then send nothing.  (The handle started for the old deadline fired for
+** the reset timer when it ran before the poller had served the reset.) */
+static void test_timer_reset_drops_old_deadline(void **state) {
+  watchdog(__func__, 60);
+  goro_chan *c = goro_chan_new(sizeof(int64_t), 1);
+  int64_t v;
+  int rounds = (int)scaled(2000), reset_pending = 0;
+  for (int i = 0; i < rounds; i++) {
+    goro_timer *t = goro_timer_start(0, 0, send_now, c);
+    assert_non_null(t);
+    for (volatile int spin = 0; spin < (i % 64) * 50; spin++)
+      ;
+    if (goro_timer_reset(t, 3600 * 1000 * MS)) {
+      reset_pending++;
+      goro_sleep(MS / 4);   /* the old deadline had all the time to fire */
+      assert_int_equal(goro_chan_tryrecv(c, &v, NULL), GORO_EAGAIN);
+    } else {
+      assert_int_equal(goro_chan_recv(c, &v, NULL), GORO_OK);   /* fired first */
+    }
+    assert_true(goro_timer_stop(t));
+    goro_timer_free(t);
+  }
+  print_message("%d of %d resets found the timer pending\n", reset_pending, rounds);
+  goro_chan_free(c);
+}
+
+/* Resets from one goroutine while the poller starts and fires the timer:
+** under TSan, the deadline written by a reset raced with the poller
+** reading it for the one before.  Between resets the goroutine spins
+** rather than syncing with anything the poller does. */
+static void resetter(void *arg) {
+  goro_timer *t = arg;
+  for (int i = 0; i < 2000; i++) {
+    goro_timer_reset(t, (i % 3) * MS / 10);
+    for (volatile int spin = 0; spin < 2000; spin++)
+      ;
+  }
+}
+
+static void test_timer_reset_while_firing(void **state) {
+  watchdog(__func__, 60);
+  goro_chan *c = goro_chan_new(sizeof(int64_t), 1);
+  goro_timer *t = goro_timer_start(0, 0, send_now, c);
+  goro_timer *tk = goro_timer_start(MS / 10, MS / 10, send_now, c);
+  assert_true(goro_spawn(resetter, t) > 0);
+  assert_true(goro_spawn(resetter, tk) > 0);
+  int64_t v;
+  while (goro_numgoroutine() > 0)
+    goro_chan_tryrecv(c, &v, NULL);
+  goro_timer_free(t);
+  goro_timer_free(tk);
+  wait_all(10);
+  goro_chan_free(c);
+}
+
+/* Timer objects outlive a stop of the runtime, and fire after the next
+** start though nothing else asks the poller for anything (they waited
+** for the next request, for ever if none came). */
+static void test_timer_across_restart(void **state) {
+  watchdog(__func__, 30);
+  assert_int_equal(goro_init(1), GORO_OK);
+  goro_chan *c = goro_chan_new(sizeof(int64_t), 1);
+  goro_chan *tc = goro_chan_new(sizeof(int64_t), 1);
+  goro_timer *t = goro_timer_start(20 * MS, 0, send_now, c);
+  goro_timer *tk = goro_timer_start(5 * MS, 5 * MS, send_now, tc);
+  goro_timer *stopped = goro_timer_start(20 * MS, 0, send_now, c);
+  assert_true(goro_timer_stop(stopped));
+  goro_shutdown();
+
+  assert_int_equal(goro_init(2), GORO_OK);
+  int64_t v;
+  assert_int_equal(goro_chan_recv(c, &v, NULL), GORO_OK);
+  assert_int_equal(goro_chan_recv(tc, &v, NULL), GORO_OK);
+  assert_int_equal(goro_chan_recv(tc, &v, NULL), GORO_OK);
+  assert_false(goro_timer_stop(t));   /* fired */
+  assert_true(goro_timer_stop(tk));
+  assert_false(goro_timer_stop(stopped));
+  goro_timer_free(t);
+  goro_timer_free(tk);
+  goro_timer_free(stopped);
+  goro_shutdown();
+  goro_chan_free(c);
+  goro_chan_free(tc);
+}
+
+/* Durations of centuries and past INT64_MAX from now saturate: the timer
+** stays pending rather than wrapping to a deadline in the past. */
+static void test_timer_huge(void **state) {
+  watchdog(__func__, 30);
+  goro_chan *c = goro_chan_new(sizeof(int64_t), 1);
+  int64_t v;
+  goro_timer *t = goro_timer_start(INT64_MAX, 0, send_now, c);
+  goro_timer *tk = goro_timer_start(INT64_MAX, INT64_MAX, send_now, c);
+  goro_timer *r = goro_timer_start(MS, 0, send_now, c);
+  assert_true(goro_timer_reset(r, INT64_MAX));
+  assert_int_equal(goro_sleep(INT64_MIN), GORO_OK);
+  assert_int_equal(goro_sleep(5 * MS), GORO_OK);
+  assert_int_equal(goro_chan_tryrecv(c, &v, NULL), GORO_EAGAIN);
+  assert_true(goro_timer_stop(t));
+  assert_true(goro_timer_stop(tk));
+  assert_true(goro_timer_stop(r));
+  goro_timer_free(t);
+  goro_timer_free(tk);
+  goro_timer_free(r);
+  goro_chan_free(c);
+}
+
 /* ---- fd waits ---- */
 
 typedef struct piper {
@@ -333,12 +442,17 @@ int main(void) {
     cmocka_unit_test(test_deadlock_and_poller),
     cmocka_unit_test(test_close_then_shutdown),
     cmocka_unit_test(test_fd_across_restart),
+    cmocka_unit_test(test_timer_across_restart),
     ON(1, test_sleep_at_least),
     ON(2, test_sleep_at_least),
     ON(2, test_many_sleepers),
     ON(1, test_sleep_k),
     ON(2, test_sleep_k),
     ON(2, test_timers),
+    ON(1, test_timer_reset_drops_old_deadline),
+    ON(2, test_timer_reset_drops_old_deadline),
+    ON(2, test_timer_reset_while_firing),
+    ON(2, test_timer_huge),
     ON(1, test_fd_wait),
     ON(2, test_fd_wait),
     ON(2, test_getaddrinfo),
