@@ -351,6 +351,12 @@ typedef struct goro_fd goro_fd;
 goro_fd *goro_fd_open(int fd);             /* sets O_NONBLOCK; NULL: ENOMEM */
 int goro_fd_fileno(goro_fd *f);
 int goro_fd_wait(goro_fd *f, int events, int64_t deadline);
+/* goro_fd_wait in two steps: prepare takes the wait's reference on f (false
+** if f is closed already), so that f stays valid until the wait, which may
+** start later, ends: for a caller that must let go of what keeps f alive
+** in between (the Lua binding's main thread releases its token). */
+bool goro_fd_wait_prepare(goro_fd *f, int events, int64_t deadline, goro_pollop *op);
+int goro_fd_wait_prepared(goro_pollop *op);
 int goro_fd_wait_k(goro_fd *f, int events, int64_t deadline, goro_pollop *op,
                    goro_fn k, void *karg);
 /* Wake its waiters with GORO_ECLOSED, close the fd, free f. */

@@ -43,6 +43,8 @@ static int run_blocking(LG *lg) {
     case OP_SLEEP:
       return goro_sleep(lg->ns);
     case OP_FDWAIT:
+      if (lg == &lg->U->main)
+        return goro_fd_wait_prepared(&lg->pop);   /* see lgoro_block_now */
       return goro_fd_wait(lg->fd, lg->events, lg->deadline);
     default:
       return GORO_EINVAL;
@@ -180,10 +182,24 @@ int lgoro_block_now(lua_State *L, LG *lg, int op) {
     return refuse(L, lg, why);
   if (lg == &U->main) {
     lgoro_ensure_runtime(L, U);
+    /* The fd's reference is taken while the token keeps the socket open:
+    ** without it a goroutine could close it, and the poller free it, in
+    ** the moment between the release and the wait. */
+    if (op == OP_FDWAIT &&
+        !goro_fd_wait_prepare(lg->fd, lg->events, lg->deadline, &lg->pop)) {
+      lg->op = OP_NONE;
+      return GORO_ECLOSED;
+    }
     goro_token_release(U->token);
-    do
+    rc = run_blocking(lg);
+    while (rc == GORO_EINTR && !interrupt_pending(L)) {
+      if (op == OP_FDWAIT &&
+          !goro_fd_wait_prepare(lg->fd, lg->events, lg->deadline, &lg->pop)) {
+        rc = GORO_ECLOSED;
+        break;
+      }
       rc = run_blocking(lg);
-    while (rc == GORO_EINTR && !interrupt_pending(L));
+    }
     goro_token_acquire(U->token);
   } else {
     rc = run_blocking(lg);

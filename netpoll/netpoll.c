@@ -886,6 +886,15 @@ int goro_fd_wait(goro_fd *f, int events, int64_t deadline) {
   return wait_blocking(&op, "IO wait");
 }
 
+bool goro_fd_wait_prepare(goro_fd *f, int events, int64_t deadline,
+                          goro_pollop *op) {
+  return fd_prepare(f, events, deadline, op);
+}
+
+int goro_fd_wait_prepared(goro_pollop *op) {
+  return wait_blocking(op, "IO wait");
+}
+
 int goro_fd_wait_k(goro_fd *f, int events, int64_t deadline, goro_pollop *op,
                    goro_fn k, void *karg) {
   if (!fd_prepare(f, events, deadline, op))
