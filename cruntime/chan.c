@@ -78,6 +78,9 @@ static void central_put(sudog *first, sudog *last, int n) {
   }
 }
 
+static bool waitq_contains(waitq *q, sudog *sg);
+static void release_to_cache(sudog *s);
+
 sudog *goro_acquire_sudog(void) {
   M *mp = goro_getm();
   P *pp = mp ? mp->p : NULL;
@@ -109,6 +112,37 @@ sudog *goro_acquire_sudog(void) {
   return s;
 }
 
+/*
+** A channel lives while anything may still touch it: its creator (until
+** goro_chan_free) and every sudog made for it, from the enqueue to the
+** release.  So a select woken by one channel can relock all of its
+** channels in its last pass, and a goroutine can be taken off a queue
+** (goro_chan_cancel) or dropped at shutdown, even if the creator freed
+** the channel meanwhile: Go's collector gives the same guarantee.
+*/
+void goro_chan_ref(goro_chan *c) {
+  atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+static void chan_unref(goro_chan *c) {
+  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+    free(c);
+}
+
+/* Shutdown drops the sudogs of goroutines it frees: off their queue (no
+** other thread is left to race with), and the channel's reference. */
+void goro_sudog_drop(sudog *s) {
+  goro_chan *c = s->c;
+  if (c) {
+    if (waitq_contains(&c->recvq, s))
+      waitq_remove(&c->recvq, s);
+    else if (waitq_contains(&c->sendq, s))
+      waitq_remove(&c->sendq, s);
+    chan_unref(c);
+  }
+  free(s);
+}
+
 void goro_release_sudog(sudog *s) {
   /* As Go's releaseSudog: a sudog still linked into a wait queue or a
   ** G's list would corrupt them once reused. */
@@ -116,9 +150,16 @@ void goro_release_sudog(sudog *s) {
     goro_throw("goro_release_sudog: sudog still on a wait queue");
   if (s->waitlink != NULL)
     goro_throw("goro_release_sudog: sudog still on a G's waiting list");
+  goro_chan *c = s->c;
   s->g = NULL;
   s->elem = NULL;
   s->c = NULL;
+  release_to_cache(s);
+  if (c)
+    chan_unref(c);   /* last: it may free the channel */
+}
+
+static void release_to_cache(sudog *s) {
   M *mp = goro_getm();
   P *pp = mp ? mp->p : NULL;
   if (pp == NULL) {
@@ -262,6 +303,7 @@ goro_chan *goro_chan_new(size_t elemsize, size_t cap) {
   goro_chan *c = calloc(1, sizeof *c + cap * elemsize);
   if (!c)
     return NULL;
+  atomic_init(&c->refs, 1);
   c->elemsize = elemsize;
   c->dataqsiz = cap;
   c->buf = (char *)(c + 1);
@@ -280,13 +322,8 @@ const char *goro_chan_waitreason(goro_chan *c) {
 ** the channel's waiter, and the waiter will relock the channel: freeing
 ** it now would be a use after free, so it is a fatal error. */
 void goro_chan_free(goro_chan *c) {
-  if (c == NULL)
-    return;
-  goro_mutex_lock(&c->lock);
-  if (c->recvq.first || c->sendq.first)
-    goro_throw("goro_chan_free: channel freed while goroutines wait on it");
-  goro_mutex_unlock(&c->lock);
-  free(c);
+  if (c != NULL)
+    chan_unref(c);
 }
 
 /* Go reads qcount without the lock: a racy snapshot is all len(c) can
@@ -372,6 +409,7 @@ static void chanwait(goro_chan *c, waitq *q, void *ep) {
   mysg->elem = ep;
   mysg->g = gp;
   mysg->c = c;
+  goro_chan_ref(c);
   gp->waiting = mysg;
   gp->param = NULL;
   waitq_enqueue(q, mysg);

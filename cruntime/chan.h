@@ -14,6 +14,7 @@ typedef struct waitq {
 } waitq;
 
 struct goro_chan {
+  _Atomic int refs;      /* the creator's, and one per sudog on it */
   goro_mutex lock;       /* guards every field below */
   size_t qcount;         /* elements in buf */
   size_t dataqsiz;       /* capacity of buf */

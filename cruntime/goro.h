@@ -226,7 +226,11 @@ goro_chan *goro_chan_new(size_t elemsize, size_t cap);
 void goro_chan_setwaitreason(goro_chan *c, const char *reason);
 const char *goro_chan_waitreason(goro_chan *c);   /* NULL: the default */
 
-/* Free a channel.  Freeing one on which a goroutine waits is a fatal error. */
+/* Let go of a channel: the creator must not use it afterwards.  Its
+** memory goes once nothing refers to it any more: a goroutine or thread
+** still waiting on it keeps it (as Go's collector would), and may be
+** woken by a close... from nobody, so such a waiter waits for ever unless
+** it is in a select that another case ends. */
 void goro_chan_free(goro_chan *c);
 
 /* Block until `elem` is received or buffered.  GORO_OK, or GORO_ECLOSED

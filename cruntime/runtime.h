@@ -246,6 +246,8 @@ void goro_cancel_chan_waits(goro_token *t);
 ** has it already (and will ready it) */
 bool goro_chan_cancel(G *gp);
 bool goro_chan_cancel_park(G *gp, void *unused);   /* as a goro_cancelf */
+void goro_chan_ref(goro_chan *c);        /* a sudog's reference */
+void goro_sudog_drop(sudog *s);          /* shutdown: unqueue, unref, free */
 
 /* A park that goro_interrupt may end, on a foreign thread: `cancel` takes
 ** the wait back (true) or finds that a waker has it (false).  Returns true

@@ -1399,7 +1399,7 @@ void goro_shutdown(void) {
     ** the sudogs of its channel operation. */
     for (sudog *s = gp->waiting, *snext; s; s = snext) {
       snext = s->waitlink;
-      free(s);
+      goro_sudog_drop(s);
     }
     goro_stack_forget(&gp->stack);
     goro_fiber_destroy(gp);

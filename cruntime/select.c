@@ -256,6 +256,7 @@ static int selectgo(goro_select_case *cases, int n, bool block, int *chosen,
     sg->isselect = true;
     sg->elem = cases[casi].elem;
     sg->c = cases[casi].c;
+    goro_chan_ref(sg->c);
     sg->caseidx = casi;
     *link = sg;
     link = &sg->waitlink;
@@ -303,11 +304,9 @@ int goro_selectop_finish(goro_chanop *op, int *chosen) {
   gp->param = NULL;
   int casi = -1;
   bool success = false;
-  sudog *sg = gp->waiting;
+  sudog *all = gp->waiting;
   gp->waiting = NULL;
-  while (sg) {
-    sudog *next = sg->waitlink;
-    sg->waitlink = NULL;
+  for (sudog *sg = all; sg; sg = sg->waitlink) {
     if (sg == won) {
       casi = sg->caseidx;
       success = sg->success;
@@ -316,12 +315,16 @@ int goro_selectop_finish(goro_chanop *op, int *chosen) {
     } else {
       waitq_remove(&sg->c->sendq, sg);
     }
-    goro_release_sudog(sg);
-    sg = next;
   }
   if (casi < 0)
     goro_throw("select: woken without a winning case");
   selunlock(cases, lockorder, norder);
+  /* Released unlocked: a release may free a channel its creator freed. */
+  for (sudog *sg = all, *next; sg; sg = next) {
+    next = sg->waitlink;
+    sg->waitlink = NULL;
+    goro_release_sudog(sg);
+  }
   order_free(op);
   if (chosen)
     *chosen = casi;

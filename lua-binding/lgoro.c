@@ -13,7 +13,6 @@
 #define UNIVERSE_KEY "goro.universe"
 
 static void waitall_check(Universe *U);
-static void free_if_unwaited(goro_chan *c);
 
 Universe *lgoro_universe(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
@@ -436,12 +435,6 @@ static void discard_lg(void *local, void *ud) {
     lg_free(local);
 }
 
-/* A channel the universe made, once its goroutines are gone: another
-** thread (a C task) may still wait on it, and then it is leaked. */
-static void free_if_unwaited(goro_chan *c) {
-  if (c && !goro_chan_waiting(c))
-    goro_chan_free(c);
-}
 
 /*
 ** __gc of the universe, the first object the module made, so the last
@@ -479,11 +472,11 @@ static int universe_gc(lua_State *L) {
   }
   U->free = NULL;
   for (int i = 0; i < U->norphans; i++)
-    free_if_unwaited(U->orphans[i]);
+    goro_chan_free(U->orphans[i]);
   free(U->orphans);
   U->orphans = NULL;
   lgoro_waitall_free(U);
-  free_if_unwaited(U->never);
+  goro_chan_free(U->never);
   U->never = NULL;
   free(U->main.sel.cases);
   U->main.sel.cases = NULL;
@@ -974,7 +967,7 @@ static void waitall_unref(Universe *U, WaitAll *w) {
 void lgoro_waitall_free(Universe *U) {
   for (WaitAll *w = U->waitrounds, *next; w; w = next) {
     next = w->next;
-    free_if_unwaited(w->c);
+    goro_chan_free(w->c);
     free(w);
   }
   U->waitrounds = NULL;
