@@ -186,9 +186,10 @@ describe("time", function()
     for _, procs in ipairs(H.PROCS) do
       it("100,000 goroutines sleep at once and all wake, with " .. procs .. " P", function()
         -- "At once" is observed, not assumed from timing: each goroutine
-        -- sleeps again while the main thread has not yet seen all of them
-        -- asleep (go.status() counts the goroutines parked in go.sleep),
-        -- so a slow start on a loaded machine only means more rounds.
+        -- sleeps again, twice as long each round, while the main thread
+        -- has not yet seen all of them asleep (go.status() counts the
+        -- goroutines parked in go.sleep): however slow the machine, a
+        -- round comes whose sleeps outlast the start and the wake-ups.
         H.use_procs(procs)
         local n = H.scaled(100000)
         local woke = go.waitgroup()
@@ -196,8 +197,10 @@ describe("time", function()
         woke:add(n)
         for i = 1, n do
           go(function()
+            local round = 0
             repeat
-              local s = 0.5 + (i % 10) * 0.01
+              round = round + 1
+              local s = 0.25 * 2^round + (i % 10) * 0.01
               local t0 = go.now()
               go.sleep(s)
               if go.now() - t0 < s - EPS then early = early + 1 end
