@@ -185,8 +185,8 @@ static int l_chan(lua_State *L) {
 ** up the token before it enqueues itself (lblock.c), so that a finaliser
 ** run meanwhile by a goroutine sees its coming wait only in U->main.  (At
 ** lua_close, or after a __gc called by hand on a live channel.)  Such a
-** channel is kept by the universe, which frees it once the runtime has
-** stopped.
+** channel is kept by the universe, which lets go of it when it closes.
+** (A goroutine's wait holds a reference of its own: goro_chan_free.)
 */
 void lgoro_chan_dispose(Universe *U, goro_chan *c) {
   const LG *m = &U->main;
