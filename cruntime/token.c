@@ -303,6 +303,30 @@ bool goro_token_contended(goro_token *t) {
 }
 
 /*
+** Take the goroutines off t's queue (t->lock held), leaving its foreign
+** waiters queued; returns them linked by schedlink.
+*/
+static G *take_goroutines(goro_token *t) {
+  G *keep = NULL, **link = &keep, *last = NULL, *taken = NULL;
+  for (G *gp = t->head, *next; gp; gp = next) {
+    next = gp->schedlink;
+    if (gp->foreign) {
+      *link = gp;
+      link = &gp->schedlink;
+      last = gp;
+    } else {
+      atomic_fetch_sub(&nqueued, 1);
+      gp->schedlink = taken;
+      taken = gp;
+    }
+  }
+  *link = NULL;
+  t->head = keep;
+  t->tail = last;
+  return taken;
+}
+
+/*
 ** Shutdown: the goroutines are gone (freed), so drop them from every
 ** queue, and a goroutine owner with them.  Foreign waiters stay queued.
 */
@@ -310,24 +334,11 @@ void goro_token_shutdown(void) {
   goro_mutex_lock(&tokenslock);
   for (goro_token *t = tokens; t; t = t->next) {
     goro_mutex_lock(&t->lock);
-    G *keep = NULL, **link = &keep, *last = NULL;
-    for (G *gp = t->head, *next; gp; gp = next) {
-      next = gp->schedlink;
-      if (gp->foreign) {
-        *link = gp;
-        link = &gp->schedlink;
-        last = gp;
-      } else {
-        atomic_fetch_sub(&nqueued, 1);
-      }
-    }
-    *link = NULL;
-    t->head = keep;
-    t->tail = last;
+    take_goroutines(t);
     G *owner = owner_of(atomic_load(&t->owner));
     if (owner && !owner->foreign)
       owner = NULL;
-    atomic_store(&t->owner, (uintptr_t)owner | (keep ? TOKEN_WAITERS : 0));
+    atomic_store(&t->owner, (uintptr_t)owner | (t->head ? TOKEN_WAITERS : 0));
     goro_mutex_unlock(&t->lock);
   }
   goro_mutex_unlock(&tokenslock);
@@ -354,23 +365,8 @@ void goro_token_close(goro_token *t, goro_discard_fn discard, void *ud) {
 
   goro_mutex_lock(&t->lock);
   atomic_store_explicit(&t->closed, true, memory_order_release);
-  G *keep = NULL, **link = &keep, *last = NULL, *drop = NULL;
-  for (G *gp = t->head, *next; gp; gp = next) {
-    next = gp->schedlink;
-    if (gp->foreign) {
-      *link = gp;
-      link = &gp->schedlink;
-      last = gp;
-    } else {
-      atomic_fetch_sub(&nqueued, 1);
-      gp->schedlink = drop;
-      drop = gp;
-    }
-  }
-  *link = NULL;
-  t->head = keep;
-  t->tail = last;
-  atomic_store(&t->owner, (uintptr_t)me | (keep ? TOKEN_WAITERS : 0));
+  G *drop = take_goroutines(t);
+  atomic_store(&t->owner, (uintptr_t)me | (t->head ? TOKEN_WAITERS : 0));
   goro_mutex_unlock(&t->lock);
   release(t, me, NULL);
 

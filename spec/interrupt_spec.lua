@@ -40,6 +40,18 @@ local function wchan(pid)
   return s
 end
 
+-- The child's pid, once it printed it and its main thread sleeps on a
+-- futex, as the kernel reports it; then SIGINT.
+local function interrupt_when_asleep(p)
+  local pid = tonumber(p:wait_for("^(%d+)\n"))
+  local until_ = go.now() + 10 * H.SLOW
+  while not (wchan(pid) or ""):find("futex", 1, true) do
+    assert(go.now() < until_, "the main thread never slept: " .. p:describe())
+    go.sleep(0.005)
+  end
+  os.execute("kill -INT " .. pid)
+end
+
 describe("SIGINT while the main thread waits", function()
   for name, block in pairs(cases) do
     it("interrupts " .. name .. " as lua5.4 does", function()
@@ -51,13 +63,7 @@ describe("SIGINT while the main thread waits", function()
       f:close()
       local p = H.spawn(pending, { "lua5.4", file })
       local ok, err = pcall(function()
-        local pid = tonumber(p:wait_for("^(%d+)\n"))
-        local until_ = go.now() + 10 * H.SLOW
-        while not (wchan(pid) or ""):find("futex", 1, true) do
-          assert(go.now() < until_, "the main thread never slept: " .. p:describe())
-          go.sleep(0.005)
-        end
-        os.execute("kill -INT " .. pid)
+        interrupt_when_asleep(p)
         local status = p:wait(20 * H.SLOW)
         assert.are.equal(1, status, p:describe())
         assert.truthy(p:stderr():find("interrupted!", 1, true), p:describe())
@@ -90,13 +96,7 @@ describe("SIGINT while the main thread waits", function()
     os.remove(flag)
     local p = H.spawn(pending, { "lua5.4", file, flag })
     local ok, err = pcall(function()
-      local pid = tonumber(p:wait_for("^(%d+)\n"))
-      local until_ = go.now() + 10 * H.SLOW
-      while not (wchan(pid) or ""):find("futex", 1, true) do
-        assert(go.now() < until_, "the main thread never slept: " .. p:describe())
-        go.sleep(0.005)
-      end
-      os.execute("kill -INT " .. pid)
+      interrupt_when_asleep(p)
       p:wait_for("first\tfalse\t[^\n]*interrupted!")
       assert(io.open(flag, "w")):close()
       assert.are.equal(0, p:wait(20 * H.SLOW), p:describe())

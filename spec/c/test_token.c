@@ -595,7 +595,7 @@ static void test_token_close(void **state) {
   for (int round = 0; round < 20; round++) {
     closing cl = { goro_chan_new(0, 0), goro_chan_new(0, 0), goro_chan_new(0, 0), 0, 0, 0 };
     goro_token *t = goro_token_new();
-    goro_spawn_opts opts = { t, &cl };
+    goro_spawn_opts opts = { .token = t, .local = &cl };
     for (int i = 0; i < N; i++)
       assert_true(goro_spawn_ex(kinds[i % 4], &cl, &opts) > 0);
     /* Some have parked, some not even started: any mix must do.  Owning
