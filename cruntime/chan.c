@@ -285,6 +285,16 @@ bool goro_chan_cancel(G *gp) {
   return won;
 }
 
+/* gp is being dropped (discardg): a select woken by one case still has
+** sudogs queued on the others, which its last pass would have taken off. */
+void goro_chan_unqueue_all(G *gp) {
+  for (sudog *s = gp->waiting; s; s = s->waitlink) {
+    goro_mutex_lock(&s->c->lock);
+    unqueue(s);
+    goro_mutex_unlock(&s->c->lock);
+  }
+}
+
 bool goro_chan_cancel_park(G *gp, void *unused) {
   (void)unused;
   return goro_chan_cancel(gp);

@@ -248,6 +248,7 @@ bool goro_chan_cancel(G *gp);
 bool goro_chan_cancel_park(G *gp, void *unused);   /* as a goro_cancelf */
 void goro_chan_ref(goro_chan *c);        /* a sudog's reference */
 void goro_sudog_drop(sudog *s);          /* shutdown: unqueue, unref, free */
+void goro_chan_unqueue_all(G *gp);       /* discardg: off every queue */
 
 /* A park that goro_interrupt may end, on a foreign thread: `cancel` takes
 ** the wait back (true) or finds that a waker has it (false).  Returns true

@@ -555,12 +555,14 @@ static void execute(M *mp, G *gp, bool inherit) {
 
 /*
 ** gp, runnable, is bound to a closed token (goro_token_close): it ends
-** here instead of running.  Whatever it waited on let go of it when it
-** was readied, so its sudogs are off every queue and nothing refers to
-** its stack or to what its local slot points to any more.  A stack with
-** frames on it is simply reused: nothing on it is ever unwound.
+** here instead of running.  Whatever readied it let go of it, so nothing
+** refers to its stack or to what its local slot points to any more; but
+** a select woken by one case still has sudogs queued on the others (its
+** last pass, which will not run, takes them off).  A stack with frames
+** on it is simply reused: nothing on it is ever unwound.
 */
 static void discardg(M *mp, G *gp) {
+  goro_chan_unqueue_all(gp);
   for (sudog *s = gp->waiting, *next; s; s = next) {
     next = s->waitlink;
     s->waitlink = NULL;

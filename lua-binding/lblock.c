@@ -84,6 +84,19 @@ static bool in_finaliser(lua_State *L) {
 #endif
 }
 
+/*
+** Does the Lua state close (lua_close)?  From the universe's own __gc on,
+** U->closing says so; before it, lua_close runs the other finalisers from
+** the main thread's base, with no frame below the __gc, which a
+** finaliser run by an ordinary collection never is (the main chunk, or a
+** goroutine's function, is below it).  Objects made then are never
+** finalised (Lua marks none for finalisation while it closes), so goro
+** makes none that hold resources of its own: the constructors ask here.
+*/
+bool lgoro_closing(lua_State *L, Universe *U) {
+  return U->closing || (L == U->L && in_finaliser(L) && closing_walk(L));
+}
+
 /* Why lg, running L, may not block now, or NULL.  Goroutines must not run
 ** while lua_close frees the state, so the main thread then keeps its
 ** token: that one gets its own message. */

@@ -161,9 +161,12 @@ static goro_chan *testchan(lua_State *L, int idx, int mt) {
 }
 
 LChan *lgoro_newchan(lua_State *L, size_t cap) {
+  /* Made during lua_close (by a late finaliser), its __gc would never
+  ** run: Lua marks no new object for finalisation then. */
+  if (lgoro_closing(L, lgoro_universe(L)))
+    luaL_error(L, "goro: the Lua state is closing");
   LChan *ch = lua_newuserdatauv(L, sizeof *ch, 0);
-  ch->c = NULL;
-  ch->timer = NULL;
+  memset(ch, 0, sizeof *ch);
   luaL_setmetatable(L, LGORO_CHAN);
   ch->c = goro_chan_new(sizeof(lvalue), cap);
   if (ch->c == NULL)

@@ -59,6 +59,7 @@ enum {
 
 typedef struct Universe Universe;
 typedef struct LG LG;
+
 typedef struct WaitAll WaitAll;
 
 /* The pending blocking operation of a goroutine or the main thread. */
@@ -156,6 +157,7 @@ void lgoro_waitall_free(Universe *U);
 /* lblock.c */
 int lgoro_block(lua_State *L, LG *lg, int op, lg_results results);
 bool lgoro_yieldable(lua_State *L, LG *lg);
+bool lgoro_closing(lua_State *L, Universe *U);
 int lgoro_block_now(lua_State *L, LG *lg, int op);
 void lgoro_without_token(lua_State *L, LG *lg, void (*fn)(void *), void *arg);
 void lgoro_run_op_k(LG *lg);              /* lg_run: after a yield */

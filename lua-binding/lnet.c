@@ -97,6 +97,11 @@ static Sock *checkself(lua_State *L) {
 }
 
 static Sock *newsock(lua_State *L, int fd, int kind) {
+  /* Made during lua_close, its __gc would never run: fd and all leak. */
+  if (lgoro_closing(L, lgoro_universe(L))) {
+    close(fd);
+    luaL_error(L, "goro: the Lua state is closing");
+  }
   Sock *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->fd = -1;
@@ -362,13 +367,20 @@ static ssize_t fill(Sock *s, size_t want) {
       s->bufstart = 0;
     }
     if (s->bufcap - s->bufend < want) {
-      size_t cap = s->bufend + want;
+      /* Room for what is wanted, but grown only as data comes: a readn
+      ** of 2^53 bytes must not ask for them before the peer sends any.
+      ** Doubling keeps a long readn's copies linear. */
+      size_t cap = s->bufend + (want < BUF_KEEP ? want : BUF_KEEP);
+      if (cap < 2 * s->bufcap)
+        cap = 2 * s->bufcap < s->bufend + want ? 2 * s->bufcap : s->bufend + want;
       if (cap < BUF_MIN) cap = BUF_MIN;
-      char *b = realloc(s->buf, cap);
-      if (b == NULL)
-        return -ENOMEM;
-      s->buf = b;
-      s->bufcap = cap;
+      if (cap > s->bufcap) {
+        char *b = realloc(s->buf, cap);
+        if (b == NULL)
+          return -ENOMEM;
+        s->buf = b;
+        s->bufcap = cap;
+      }
     }
   }
   ssize_t n = read(s->fd, s->buf + s->bufend, s->bufcap - s->bufend);

@@ -41,8 +41,10 @@ static goro_chan *checkmutex(lua_State *L) {
 }
 
 static int l_mutex(lua_State *L) {
+  if (lgoro_closing(L, lgoro_universe(L)))   /* see lgoro_newchan */
+    return luaL_error(L, "goro: the Lua state is closing");
   Mutex *mu = lua_newuserdatauv(L, sizeof *mu, 0);
-  mu->c = NULL;
+  memset(mu, 0, sizeof *mu);
   luaL_setmetatable(L, LGORO_MUTEX);
   mu->c = goro_chan_new(sizeof(lvalue), 1);
   if (mu->c == NULL)
